@@ -1,0 +1,90 @@
+"""A typed registry with decorators, lazy built-ins, entry points and did-you-mean errors (after lm-eval's)."""
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Callable, Generic, TypeVar
+
+from bench.errors import BenchError
+
+T = TypeVar("T")
+
+
+def suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+class Registry(Generic[T]):
+    """Name -> class. Built-ins are lazy "module:Class" strings so `bench list` stays cheap to import."""
+
+    def __init__(self, kind: str, base: type, entry_point_group: str | None = None):
+        self.kind = kind
+        self.base = base
+        self.entry_point_group = entry_point_group
+        self._items: dict[str, type[T] | str] = {}
+        self._planned: dict[str, str] = {}
+        self._entry_points_loaded = False
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def decorator(cls: type[T]) -> type[T]:
+            self.add(name, cls)
+            return cls
+
+        return decorator
+
+    def add(self, name: str, target: type[T] | str) -> None:
+        if not isinstance(target, str) and not (isinstance(target, type) and issubclass(target, self.base)):
+            raise TypeError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}")
+        current = self._items.get(name)
+        if current is not None and current is not target and not self._same_lazy(current, target):
+            raise BenchError(f"{self.kind} name {name!r} is already registered by {self._label(current)}; pick another name")
+        if not isinstance(target, str):
+            target.name = name
+        self._items[name] = target
+        self._planned.pop(name, None)
+
+    def plan(self, name: str, when: str) -> None:
+        """A name users may already type, whose implementation is not there yet."""
+        if name not in self._items:
+            self._planned[name] = when
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._items)
+
+    def planned(self) -> dict[str, str]:
+        return dict(self._planned)
+
+    def get(self, name: str) -> type[T]:
+        self._load_entry_points()
+        if name in self._planned and name not in self._items:
+            raise BenchError(f"{self.kind} {name!r} is not available yet ({self._planned[name]}); available: {', '.join(self.names())}")
+        if name not in self._items:
+            raise BenchError(f"unknown {self.kind} {name!r}{suggest(name, list(self._items) + list(self._planned))}; `bench list` shows all")
+        target = self._items[name]
+        if isinstance(target, str):
+            module, _, attr = target.partition(":")
+            cls = getattr(importlib.import_module(module), attr)
+            self.add(name, cls)
+            target = cls
+        return target
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded or not self.entry_point_group:
+            return
+        self._entry_points_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=self.entry_point_group):
+            if ep.name not in self._items:
+                self._items[ep.name] = ep.value
+
+    @staticmethod
+    def _same_lazy(current, target) -> bool:
+        label = lambda x: x if isinstance(x, str) else f"{x.__module__}:{x.__qualname__}"
+        return label(current) == label(target)
+
+    @staticmethod
+    def _label(target) -> str:
+        return target if isinstance(target, str) else f"{target.__module__}.{target.__qualname__}"

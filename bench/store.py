@@ -1,0 +1,145 @@
+"""The run store: one folder per resolved configuration, written atomically, with a `done` marker last.
+
+    <root>/<dataset>/<method>/<hash>/config.json   the resolved configuration (what the hash is of)
+                                     checkpoint.pt while running (resume point; removed when done)
+                                     record.json   the result record
+                                     done          written last; a folder without it is not a result
+
+A finished run is redone only with --force, in a sibling `<hash>.redo` folder that replaces the old one only
+once it is complete, so an interrupted redo never loses the stored result.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import canonical_json, config_hash
+from bench.errors import BenchError
+
+SCHEMA = 1
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    import torch
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".probe.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise BenchError(f"cannot write to the run store {root} ({exc.strerror or exc}); pass --out DIR with a folder you can write to")
+
+
+@dataclass
+class RunFolder:
+    final: Path
+    work: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.work / "checkpoint.pt"
+
+
+class RunStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path_for(self, config: dict) -> Path:
+        return self.root / config["dataset"] / config["method"] / config_hash(config)
+
+    @staticmethod
+    def is_done(path: Path) -> bool:
+        return (path / "done").is_file() and (path / "record.json").is_file()
+
+    def load_record(self, path: Path) -> dict:
+        try:
+            return json.loads((path / "record.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BenchError(f"run record {path / 'record.json'} is unreadable ({exc}); delete that run folder and re-run")
+
+    def begin(self, config: dict, force: bool) -> RunFolder:
+        """Prepare the folder a run works in. Resumes an interrupted run unless `force` asks for a fresh start."""
+        final = self.path_for(config)
+        if self.is_done(final):
+            work = final.with_name(final.name + ".redo")
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            work = final
+            if force:
+                shutil.rmtree(work, ignore_errors=True)
+            config_file = work / "config.json"
+            if config_file.exists() and config_file.read_text().strip() != _config_text(config).strip():
+                raise BenchError(f"run folder {work} holds a different configuration; delete it or use another --out")
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(work / "config.json", _config_text(config))
+        return RunFolder(final=final, work=work)
+
+    def finish(self, folder: RunFolder, record: dict) -> Path:
+        atomic_write_json(folder.work / "record.json", record)
+        folder.checkpoint.unlink(missing_ok=True)
+        atomic_write_text(folder.work / "done", "")
+        if folder.work != folder.final:
+            old = folder.final.with_name(folder.final.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder.final, old)
+            os.replace(folder.work, folder.final)
+            shutil.rmtree(old, ignore_errors=True)
+        return folder.final
+
+    def records(self) -> list[dict]:
+        """Every finished record under the root, in a stable order; unreadable ones are reported, not fatal."""
+        out = []
+        if not self.root.exists():
+            return out
+        for done in sorted(self.root.rglob("done")):
+            folder = done.parent
+            if folder.name.endswith((".redo", ".old")):
+                continue
+            try:
+                record = json.loads((folder / "record.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            record.setdefault("path", str(folder.relative_to(self.root)))
+            out.append(record)
+        return out
+
+    def incomplete(self) -> list[Path]:
+        return sorted(p.parent for p in self.root.rglob("config.json") if not self.is_done(p.parent))
+
+
+def _config_text(config: dict) -> str:
+    return json.dumps(json.loads(canonical_json(config)), indent=1, sort_keys=True) + "\n"
