@@ -1,0 +1,108 @@
+"""Terminal output for the CLI: rich progress while training, a one-screen summary, listings."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+progress_console = Console(stderr=True)
+
+
+class RichReporter:
+    def __init__(self, title: str):
+        self.title = title
+        self.progress = None
+        self.task = None
+        self.last_val = "-"
+
+    def start(self, total: int, done: int) -> None:
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]}  id_val {task.fields[val]}"),
+                                 TimeElapsedColumn(), console=progress_console, transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task(self.title, total=total, completed=done, loss="-", val="-")
+
+    def step(self, step: int, loss: float) -> None:
+        if step % 5 == 0 or step == self.progress.tasks[0].total:
+            self.progress.update(self.task, completed=step, loss=f"{loss:.3f}")
+
+    def evaluated(self, step: int, score: float) -> None:
+        self.progress.update(self.task, completed=step, val=f"{score:.1f}")
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def print_summary(record: dict, status: str) -> None:
+    metric = record["metric"]
+    table = Table(title=f"{record['method']} on {record['dataset']} (seed {record['seed']}, "
+                        f"variant {record['reported_variant']}){'' if record['official'] else ' [unofficial]'}")
+    table.add_column("split")
+    table.add_column("role")
+    table.add_column(metric, justify="right")
+    protocol_roles = _roles(record)
+    for split, values in record["metrics"].items():
+        table.add_row(split, protocol_roles.get(split, ""), f"{values[metric]:.2f}")
+    table.add_row("OOD avg", "ood tests", f"{record['summary']['ood_avg']:.2f}", style="bold")
+    console.print(table)
+    t = record["timing"]
+    speed = f", {t['train_images_per_s']:.0f} train images/s" if t.get("train_images_per_s") else ""
+    sel = record["selection"]
+    best = f", best id_val at step {sel['best_step']}" if "best_step" in sel else ""
+    verb = "skipped (already done; --force redoes it)" if status == "skipped" else "done"
+    console.print(f"{verb}: {t['total_s']:.1f}s total ({t['train_s']:.1f}s train{speed}{best}); run {record['run_id']}")
+
+
+def _roles(record: dict) -> dict:
+    from bench.datasets import DATASETS
+
+    try:
+        p = DATASETS.get(record["dataset"]).protocol
+    except Exception:
+        return {}
+    roles = {p.id_val_split: "id val", p.ood_val_split: "ood val", p.id_test_split: "id test"}
+    roles.update({s: "ood test" for s in p.ood_test_splits})
+    return roles
+
+
+def print_listing(what: str) -> None:
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
+
+    if what in ("methods", "all"):
+        table = Table(title="methods")
+        table.add_column("name")
+        table.add_column("description")
+        for name in METHODS.names():
+            table.add_row(name, METHODS.get(name).description)
+        for name, when in sorted(METHODS.planned().items()):
+            table.add_row(name, f"[dim]not available yet: {when}[/dim]")
+        console.print(table)
+    if what in ("datasets", "all"):
+        table = Table(title="datasets")
+        table.add_column("name")
+        table.add_column("protocol")
+        table.add_column("description")
+        for name in DATASETS.names():
+            cls = DATASETS.get(name)
+            table.add_row(name, cls.protocol.id, cls.description)
+        for name, when in sorted(DATASETS.planned().items()):
+            table.add_row(name, "", f"[dim]not available yet: {when}[/dim]")
+        console.print(table)
+    if what in ("models", "all"):
+        from bench.models import SHIPPED_WEIGHTS, list_architectures, open_clip_module
+
+        oc = open_clip_module()
+        table = Table(title="models (open_clip architectures; tags need the hub unless shipped)")
+        table.add_column("architecture")
+        table.add_column("pretrained tags")
+        for arch in list_architectures():
+            shipped = [f"{tag} (shipped)" for (a, tag) in SHIPPED_WEIGHTS if a == arch]
+            tags = shipped + list(oc.list_pretrained_tags_by_model(arch))
+            if what == "models" or shipped or arch in ("ViT-B-16", "ViT-B-32", "ViT-L-14"):
+                table.add_row(arch, ", ".join(tags) or "-")
+        console.print(table)
+        if what == "all":
+            console.print(f"[dim]{len(list_architectures())} architectures in all: `bench list models`[/dim]")

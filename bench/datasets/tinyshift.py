@@ -1,0 +1,26 @@
+"""`tinyshift`: the embedded offline testbed (real digits, procedurally rendered domains)."""
+from __future__ import annotations
+
+import torch
+
+from bench.datasets import register_dataset
+from bench.datasets import tinyshift_data as data
+from bench.datasets.base import DatasetAdapter, TensorSplit
+from bench.errors import BenchError
+from bench.protocols.tinyshift import TINYSHIFT
+
+
+@register_dataset("tinyshift")
+class TinyShift(DatasetAdapter):
+    description = "embedded testbed: digits as photos (ID) vs sketch/painting/pixel/halftone/neon (OOD); offline"
+    classnames = data.CLASSNAMES
+    templates = data.TEMPLATES
+    protocol = TINYSHIFT
+
+    def load_split(self, name: str) -> TensorSplit:
+        if name not in data.SPLITS:
+            raise BenchError(f"tinyshift has no split {name!r}; splits: {', '.join(data.SPLITS)}")
+        images, labels = data.render_split(name, size=self.model_info.image_size)
+        mean = torch.tensor(self.model_info.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.model_info.std).view(1, 3, 1, 1)
+        return TensorSplit((images - mean) / std, labels)

@@ -1,0 +1,22 @@
+"""Fine-tuning methods, registered by name: one class per file. Third-party methods come in through
+`bench run --plugin file.py` or the `bench.methods` entry-point group of an installed package."""
+from bench.methods.base import Method
+from bench.registry import Registry
+
+METHODS: Registry[Method] = Registry("method", Method, entry_point_group="bench.methods")
+for _name, _target in {
+    "zeroshot": "bench.methods.zeroshot:ZeroShot",
+    "lp": "bench.methods.lp:LinearProbe",
+    "ft": "bench.methods.ft:FineTune",
+    "lpft": "bench.methods.lpft:LPFT",
+    "l2sp": "bench.methods.l2sp:L2SP",
+    "wiseft": "bench.methods.wiseft:WiSEFT",
+}.items():
+    METHODS.add(_name, _target)
+for _name in ("flyp", "ftp", "autoft"):
+    METHODS.plan(_name, "it lands with issue #3")
+
+
+def register_method(name: str):
+    """Class decorator: `@register_method("mymethod")` makes `bench run --method mymethod` work."""
+    return METHODS.register(name)

@@ -1,0 +1,39 @@
+"""The image classifier every method fine-tunes: CLIP's image tower, L2-normalised features, a linear head."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ImageClassifier(nn.Module):
+    """logits = head(normalize(visual(x))); with a zero-shot head that is 100 * cos(image, class prototype)."""
+
+    def __init__(self, visual: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.visual = visual
+        self.head = head
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.visual(images), dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+
+def zero_shot_weights(clip: nn.Module, tokenizer, classnames, templates, device) -> torch.Tensor:
+    """(num_classes, embed_dim) class prototypes scaled by CLIP's temperature (WiSE-FT's template head)."""
+    from bench.models import open_clip_module
+
+    oc = open_clip_module()
+    prototypes = oc.build_zero_shot_classifier(clip, tokenizer, list(classnames), list(templates), device=device)
+    with torch.no_grad():
+        return (clip.logit_scale.exp() * prototypes.T).float().cpu()
+
+
+def linear_head(weight: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Linear:
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias if bias is not None else torch.zeros(weight.shape[0]))
+    return head

@@ -1,0 +1,79 @@
+"""A protocol fixes, per dataset, everything that makes results comparable; methods cannot change it.
+
+Splits and their roles, the official metrics, the model, the optimiser schedule, the budget, the seeds, the model
+selection rule and which extra data a method may be granted. Overriding a protocol-fixed setting is allowed for
+quick experiments, but the run is then marked unofficial.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from bench.errors import BenchError
+
+# Settings a user may override with --set (the run becomes unofficial); the rest are not tunable at all.
+OVERRIDABLE = ("steps", "batch_size", "eval_every", "warmup", "grad_clip", "eval_batch_size")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    dataset: str
+    description: str
+    # model
+    model: str
+    pretrained: str
+    # splits and their roles
+    train_split: str
+    id_val_split: str
+    id_test_split: str
+    ood_val_split: str  # granted only to methods that declare they search on OOD validation data
+    ood_test_splits: tuple[str, ...]
+    # metrics: the headline one selects models and heads the tables
+    metric: str
+    metric_label: str
+    # optimiser schedule and budget (AdamW, linear warm-up then cosine to 0, gradient clipping)
+    steps: int
+    batch_size: int
+    warmup: int
+    grad_clip: float
+    eval_every: int
+    eval_batch_size: int
+    lr: float  # default learning rate; methods may scale it (LP-FT)
+    weight_decay: float
+    seeds: tuple[int, ...] = (0, 1, 2)
+    selection: str = "best checkpoint on id_val by the headline metric"
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def test_splits(self) -> tuple[str, ...]:
+        return (self.id_test_split, *self.ood_test_splits)
+
+    @staticmethod
+    def overridable() -> tuple[str, ...]:
+        return OVERRIDABLE
+
+    def with_overrides(self, overrides: dict) -> "Protocol":
+        from bench.config import coerce
+
+        values = {}
+        for key, value in overrides.items():
+            if key not in OVERRIDABLE:
+                raise BenchError(f"protocol setting {key!r} cannot be overridden; overridable: {', '.join(OVERRIDABLE)}")
+            values[key] = coerce(key, value, getattr(self, key))
+            if key in ("steps", "batch_size", "eval_every", "eval_batch_size") and values[key] < (0 if key == "steps" else 1):
+                raise BenchError(f"--set {key}={value} is out of range; it must be {'>= 0' if key == 'steps' else '>= 1'}")
+        return replace(self, **values)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def budget(self) -> dict:
+        return {key: getattr(self, key) for key in OVERRIDABLE}
+
+
+def protocol_dict(protocol: Protocol) -> dict:
+    return asdict(protocol)

@@ -1,0 +1,72 @@
+"""Deterministic, resumable batch streams: the batch at step s depends only on (seed, s).
+
+Each epoch is a fresh permutation seeded by (seed, epoch), with the last partial batch dropped, so a resumed run
+sees exactly the batches an uninterrupted one would. In-memory splits are indexed directly (no worker start-up);
+on-disk splits go through one persistent DataLoader that is never rebuilt.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from bench.config import seed_hash
+from bench.datasets.base import TensorSplit
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed_hash("batches", seed, epoch)))
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Yields sample indices for steps start, start+1, ... forever."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int):
+        self.n, self.batch_size, self.seed, self.start_step = n, batch_size, seed, start_step
+
+    def __iter__(self):
+        per_epoch = self.n // self.batch_size
+        step = self.start_step
+        while True:
+            epoch, pos = divmod(step, per_epoch)
+            perm = epoch_permutation(self.n, self.seed, epoch)
+            for p in range(pos, per_epoch):
+                yield from perm[p * self.batch_size : (p + 1) * self.batch_size].tolist()
+            step = (epoch + 1) * per_epoch
+
+
+def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device=None,
+                  num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    n = len(split)
+    if n < batch_size:
+        from bench.errors import BenchError
+
+        raise BenchError(f"the training split has {n} examples, fewer than batch_size={batch_size}; lower it with --set batch_size=N")
+    if isinstance(split, TensorSplit):
+        per_epoch = n // batch_size
+        step, epoch, perm = start_step, None, None
+        while True:
+            e, pos = divmod(step, per_epoch)
+            if e != epoch:
+                epoch, perm = e, epoch_permutation(n, seed, e)
+            idx = perm[pos * batch_size : (pos + 1) * batch_size]
+            yield split.images[idx].to(device), split.labels[idx].to(device)
+            step += 1
+    else:
+        loader = torch.utils.data.DataLoader(
+            split, batch_size=batch_size, sampler=StepSampler(n, batch_size, seed, start_step), drop_last=True,
+            num_workers=num_workers, pin_memory=device is not None and device.type == "cuda",
+            persistent_workers=num_workers > 0)
+        for images, labels in loader:
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def eval_batches(split, batch_size: int, device=None, num_workers: int = 0):
+    if isinstance(split, TensorSplit):
+        for start in range(0, len(split), batch_size):
+            yield split.images[start : start + batch_size].to(device), split.labels[start : start + batch_size]
+        return
+    loader = torch.utils.data.DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                         pin_memory=device is not None and device.type == "cuda")
+    for images, labels in loader:
+        yield images.to(device, non_blocking=True), labels

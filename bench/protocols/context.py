@@ -1,0 +1,74 @@
+"""What a method sees of a run: the protocol, the guarded data, the CLIP model, the device, cached heads."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from bench.models.classifier import ImageClassifier, linear_head, zero_shot_weights
+from bench.protocols.evaluation import predict
+
+
+class RunContext:
+    def __init__(self, protocol, dataset, data, clip, tokenizer, model_info, device: torch.device, seed: int,
+                 cache_dir: Path | None = None):
+        self.protocol = protocol
+        self.dataset = dataset
+        self.data = data
+        self.clip = clip
+        self.tokenizer = tokenizer
+        self.model_info = model_info
+        self.device = device
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+        self._zs_weights: torch.Tensor | None = None
+        self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def fused_kwargs(self) -> dict:
+        return {"fused": True} if self.device.type == "cuda" else {}
+
+    def _head_cache_file(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = json.dumps([self.model_info.as_dict(), list(self.dataset.classnames), list(self.dataset.templates)])
+        return self.cache_dir / "heads" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+    def zero_shot_weights(self) -> torch.Tensor:
+        """Template head weights, cached on disk: building them is slow for 1000 classes x 80 templates."""
+        if self._zs_weights is None:
+            cache = self._head_cache_file()
+            if cache is not None and cache.is_file():
+                try:
+                    self._zs_weights = torch.load(cache, map_location="cpu", weights_only=True)
+                except Exception:
+                    cache.unlink(missing_ok=True)  # a broken cache entry is rebuilt, never trusted
+            if self._zs_weights is None:
+                self.clip.to(self.device)
+                self._zs_weights = zero_shot_weights(self.clip, self.tokenizer, self.dataset.classnames,
+                                                     self.dataset.templates, self.device)
+                if cache is not None:
+                    from bench.store import atomic_torch_save
+
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_torch_save(self._zs_weights, cache)
+        return self._zs_weights
+
+    def zero_shot_classifier(self) -> ImageClassifier:
+        model = ImageClassifier(copy.deepcopy(self.clip.visual), linear_head(self.zero_shot_weights()))
+        return model.to(self.device)
+
+    def frozen_features(self, model: ImageClassifier, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised features of a split under the (frozen) image tower, computed once per run."""
+        if role not in self._features:
+            split = self.data.role(role)
+            head, model.head = model.head, torch.nn.Identity()
+            try:
+                self._features[role] = predict(model, split, self.protocol.eval_batch_size, self.device,
+                                               self.autocast_dtype)
+            finally:
+                model.head = head
+        return self._features[role]

@@ -1,0 +1,116 @@
+"""The protocol's fine-tuning loop: AdamW from the method, linear warm-up then cosine decay to 0 (per step),
+gradient-norm clipping, periodic ID-val evaluation keeping the best checkpoint, and resumable checkpoints."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from bench.errors import BenchError
+from bench.protocols.batches import train_batches
+from bench.protocols.evaluation import predict
+from bench.store import atomic_torch_save
+from bench.weights import clone_state
+
+
+def cosine_factor(step: int, warmup: int, total: int) -> float:
+    """lr multiplier at a 0-based step: (step+1)/warmup during warm-up, then half a cosine down to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class NullReporter:
+    def start(self, total: int, done: int) -> None: ...
+    def step(self, step: int, loss: float) -> None: ...
+    def evaluated(self, step: int, score: float) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    best_state: dict
+    best_step: int
+    best_score: float
+    history: list = field(default_factory=list)
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    resumed_from: int = 0
+
+
+def _load_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BenchError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); re-run with --force to start this run over")
+
+
+def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_after: int | None = None) -> TrainResult:
+    """Train `model` with `method` under ctx.protocol. `stop_after` interrupts (tests of resume)."""
+    p = ctx.protocol
+    reporter = reporter or NullReporter()
+    optimizer = method.optimizer(model)
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    train = ctx.data.role("train")
+    id_val = ctx.data.role("id_val")
+    result = TrainResult(best_state=clone_state(model), best_step=0, best_score=-math.inf)
+    start, running = 0, None
+    if checkpoint_path is not None and checkpoint_path.is_file():
+        ckpt = _load_checkpoint(checkpoint_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        start = result.resumed_from = ckpt["step"]
+        result.best_state, result.best_step, result.best_score = ckpt["best_state"], ckpt["best_step"], ckpt["best_score"]
+        result.history, result.seconds, result.images = ckpt["history"], ckpt["seconds"], ckpt["images"]
+        running = ckpt["running_loss"]
+    batches = train_batches(train, p.batch_size, ctx.seed, start, ctx.device)
+    model.train()
+    reporter.start(p.steps, start)
+    clock = time.perf_counter()
+    for step in range(start, p.steps):
+        factor = cosine_factor(step, p.warmup, p.steps)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        images, labels = next(batches)
+        with torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype, enabled=ctx.autocast_dtype is not None):
+            loss = method.loss(model, images, labels)
+        if not torch.isfinite(loss):
+            raise BenchError(f"the loss became {loss.item()} at step {step}; lower the learning rate (--set lr=...)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if p.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+        optimizer.step()
+        result.images += len(labels)
+        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+        reporter.step(step + 1, running)
+        if (step + 1) % p.eval_every == 0 or step + 1 == p.steps:
+            logits, y = predict(model, id_val, p.eval_batch_size, ctx.device, ctx.autocast_dtype)
+            score = ctx.dataset.metrics(p.id_val_split, logits, y)[p.metric]
+            result.history.append({"step": step + 1, "loss": round(running, 5), f"id_val_{p.metric}": score})
+            reporter.evaluated(step + 1, score)
+            if score > result.best_score:
+                result.best_state, result.best_step, result.best_score = clone_state(model), step + 1, score
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize()
+            result.seconds += time.perf_counter() - clock
+            clock = time.perf_counter()
+            if checkpoint_path is not None and step + 1 < p.steps:
+                atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                   "rng": torch.get_rng_state(), "step": step + 1, "best_state": result.best_state,
+                                   "best_step": result.best_step, "best_score": result.best_score,
+                                   "history": result.history, "seconds": result.seconds, "images": result.images,
+                                   "running_loss": running},
+                                  checkpoint_path)
+            if stop_after is not None and step + 1 >= stop_after:
+                reporter.stop()
+                raise KeyboardInterrupt(f"stopped after step {step + 1}")
+    reporter.stop()
+    result.steps = p.steps
+    return result

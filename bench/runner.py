@@ -1,0 +1,190 @@
+"""One benchmark run, end to end: resolve the configuration, skip or resume through the store, build the model,
+let the method train under the protocol, evaluate every variant on every split, write one record."""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench import __version__
+from bench.config import config_hash, parse_assignments, resolve_hparams, split_overrides
+from bench.envinfo import environment
+from bench.errors import BenchError
+from bench.protocols.access import DataAccess
+from bench.protocols.context import RunContext
+from bench.protocols.evaluation import evaluate
+from bench.protocols.trainer import fine_tune
+from bench.seeding import seed_everything
+from bench.store import SCHEMA, RunStore, check_writable
+from bench.weights import clone_state, interpolate
+
+
+@dataclass
+class RunRequest:
+    method: str
+    dataset: str = "tinyshift"
+    seed: int = 0
+    model: str | None = None
+    pretrained: str | None = None
+    settings: list[str] = field(default_factory=list)  # raw --set key=value items
+    hparams_seed: int = 0
+    out: Path = Path("runs")
+    force: bool = False
+    data_root: Path | None = None
+    device: str | None = None
+
+
+@dataclass
+class Plan:
+    method_cls: type
+    dataset_cls: type
+    protocol: object
+    hparams: dict
+    config: dict
+    official: bool
+
+
+def plan(request: RunRequest) -> Plan:
+    from bench.datasets import DATASETS
+    from bench.methods import METHODS
+
+    method_cls = METHODS.get(request.method)
+    dataset_cls = DATASETS.get(request.dataset)
+    if request.data_root is not None and not Path(request.data_root).is_dir():
+        raise BenchError(f"data folder {request.data_root} does not exist; pass --data-root with the folder holding {request.dataset}")
+    base = dataset_cls.protocol
+    hp_over, proto_over = split_overrides(parse_assignments(request.settings), method_cls, base)
+    protocol = base.with_overrides(proto_over)
+    hparams = resolve_hparams(method_cls, protocol, hp_over, request.hparams_seed)
+    model = request.model or protocol.model
+    pretrained = request.pretrained if request.pretrained is not None else (
+        protocol.pretrained if model == protocol.model else None)
+    if request.seed < 0:
+        raise BenchError(f"--seed {request.seed} is negative; seeds are integers >= 0")
+    unofficial = sorted(proto_over) + (["model"] if (model, pretrained) != (protocol.model, protocol.pretrained) else [])
+    config = {
+        "method": method_cls.name,
+        "dataset": request.dataset,
+        "protocol": protocol.id,
+        "model": {"arch": model, "pretrained": pretrained},
+        "seed": request.seed,
+        "hparams": hparams,
+        "budget": protocol.budget(),
+    }
+    return Plan(method_cls, dataset_cls, protocol, hparams, config, official=not unofficial)
+
+
+def _peak_memory_mb(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"kind": "cuda_max_allocated", "mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"kind": "process_max_rss", "mb": rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20}
+
+
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {name!r} asked for, but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def summarize(metrics: dict, protocol) -> dict:
+    m = protocol.metric
+    ood = {s: metrics[s][m] for s in protocol.ood_test_splits}
+    return {"id": metrics[protocol.id_test_split][m], "ood": ood, "ood_avg": sum(ood.values()) / len(ood)}
+
+
+def execute(request: RunRequest, reporter=None, stop_after: int | None = None) -> tuple[dict, str]:
+    """Run (or skip) one configuration; returns (record, "done" | "skipped")."""
+    from bench.models import load_clip, open_clip_module
+
+    p = plan(request)
+    store = RunStore(request.out)
+    check_writable(store.root)
+    final = store.path_for(p.config)
+    if store.is_done(final) and not request.force:
+        return store.load_record(final), "skipped"
+
+    started = time.perf_counter()
+    device = _device(request.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seed_everything(request.seed)
+    arch, tag = p.config["model"]["arch"], p.config["model"]["pretrained"]
+    clip, info = load_clip(arch, tag)
+    tokenizer = open_clip_module().get_tokenizer(arch)
+    dataset = p.dataset_cls(info, request.data_root)
+    folder = store.begin(p.config, request.force)  # only once the inputs are known to be good
+    method_cls, protocol = p.method_cls, p.protocol
+    data = DataAccess(dataset, protocol, method_cls.requires)
+    ctx = RunContext(protocol, dataset, data, clip, tokenizer, info, device, request.seed, store.root / ".cache")
+    method = method_cls(p.hparams, ctx)
+
+    timing = {}
+    t0 = time.perf_counter()
+    model = method.build()
+    theta0 = clone_state(model)
+    timing["setup_s"] = time.perf_counter() - t0 + (t0 - started)
+    if method.trains and protocol.steps > 0:
+        trained = fine_tune(method, model, ctx, folder.checkpoint, reporter, stop_after)
+        selection = {"rule": "id_val", "split": protocol.id_val_split, "metric": protocol.metric,
+                     "best_step": trained.best_step, "best_score": trained.best_score}
+        theta1, history = trained.best_state, trained.history
+        timing.update(train_s=trained.seconds, train_images=trained.images, train_steps=trained.steps,
+                      train_images_per_s=trained.images / max(trained.seconds, 1e-9), resumed_from_step=trained.resumed_from)
+    else:
+        selection, theta1, history = {"rule": "none (no training)"}, theta0, []
+        timing.update(train_s=0.0, train_images=0, train_steps=0, train_images_per_s=None, resumed_from_step=0)
+
+    t0 = time.perf_counter()
+    data.open_for_final_evaluation()
+    splits = [protocol.id_val_split, protocol.ood_val_split, *protocol.test_splits]
+    variants = {}
+    for name, alpha in method.variants().items():
+        model.load_state_dict(theta1 if alpha is None else interpolate(theta0, theta1, alpha))
+        metrics = evaluate(model, ctx, splits)
+        variants[name] = {"alpha": alpha, "metrics": metrics, "summary": summarize(metrics, protocol)}
+    timing["eval_s"] = time.perf_counter() - t0
+    timing["total_s"] = time.perf_counter() - started
+    timing["peak_memory"] = _peak_memory_mb(device)
+
+    reported = method.reported_variant()
+    record = {
+        "schema": SCHEMA,
+        "run_id": config_hash(p.config),
+        "bench_version": __version__,
+        "method": method_cls.name,
+        "method_description": method_cls.description,
+        "dataset": request.dataset,
+        "protocol": {"name": protocol.name, "version": protocol.version, "id": protocol.id},
+        "official": p.official,
+        "config": p.config,
+        "hparams": p.hparams,
+        "hparams_seed": request.hparams_seed,
+        "seed": request.seed,
+        "model": info.as_dict(),
+        "selection": selection,
+        "reported_variant": reported,
+        "metric": protocol.metric,
+        "metrics": variants[reported]["metrics"],
+        "summary": variants[reported]["summary"],
+        "variants": variants,
+        "method_info": method.info(),
+        "history": history,
+        "timing": timing,
+        "data_access": data.log(),
+        "env": environment(device),
+    }
+    record = json.loads(json.dumps(record, default=str))  # the caller gets exactly what a later read gets
+    store.finish(folder, record)
+    return record, "done"

@@ -1,0 +1,55 @@
+"""Benchmark: the whole testbed leaderboard (six methods x 3 seeds, official protocol) on this machine.
+
+    python benchmarks/testbed_leaderboard.py [--out runs] [--force]
+
+Runs each method through the real CLI (`bench run --method M --seed 0 1 2`), times every command, then
+`bench leaderboard`. Prints per-method wall time (CLI start-up included), per-run time from the records,
+and the total; writes the figures to benchmarks/results/testbed_leaderboard.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+METHODS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "wiseft"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="runs")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"])
+    args = parser.parse_args()
+    bench = [sys.executable, "-m", "bench"]
+    results, start = {}, time.perf_counter()
+    for method in METHODS:
+        t0 = time.perf_counter()
+        cmd = bench + ["run", "--method", method, "--seed", *args.seeds, "--out", args.out, "--quiet"]
+        subprocess.run(cmd + (["--force"] if args.force else []), check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        records = [json.loads(p.read_text()) for p in sorted(Path(args.out, "tinyshift", method).glob("*/record.json"))]
+        per_run = [r["timing"]["total_s"] for r in records if r["official"]]
+        results[method] = {"wall_s": round(wall, 1), "runs": len(per_run),
+                           "per_run_s": [round(t, 1) for t in per_run]}
+        print(f"{method:10s} {wall:6.1f}s for {len(args.seeds)} seeds; per run {results[method]['per_run_s']}", flush=True)
+    subprocess.run(bench + ["leaderboard", "--runs", args.out], check=True, stdout=subprocess.DEVNULL)
+    total = time.perf_counter() - start
+    print(f"total {total:.1f}s ({total / 60:.1f} min) including `bench leaderboard`")
+    out = Path(__file__).parent / "results" / "testbed_leaderboard.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                               f"{platform.processor() or 'cpu'}", "python": platform.python_version(),
+                               "torch": torch.__version__, "command": "python benchmarks/testbed_leaderboard.py"
+                               + (" --force" if args.force else ""), "methods": results,
+                               "total_s": round(total, 1)}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Every method end to end on the embedded testbed with a tiny budget, and the protocol's guarantees."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.datasets.tinyshift import TinyShift
+from bench.errors import BenchError
+from bench.methods import METHODS, Method
+from bench.models import ASSET_DIR
+from bench.plugins import load_plugin
+from bench.protocols.access import ProtocolViolation
+from bench.protocols.tinyshift import TINYSHIFT
+from bench.store import RunStore
+from conftest import run_method
+
+EXAMPLE_PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "label_smoothing_plugin.py"
+load_plugin(EXAMPLE_PLUGIN)
+BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "wiseft"]
+SPLITS = {"id_val", "ood_val", "id_test", *TINYSHIFT.ood_test_splits}
+
+
+def check_record(record, method):
+    assert record["method"] == method and record["dataset"] == "tinyshift"
+    assert record["protocol"] == {"name": "tinyshift", "version": 1, "id": "tinyshift@1"}
+    assert record["official"] is False  # the tiny budget overrides protocol settings
+    assert set(record["metrics"]) == SPLITS
+    assert all(0.0 <= m["acc"] <= 100.0 for m in record["metrics"].values())
+    ood = [record["metrics"][s]["acc"] for s in TINYSHIFT.ood_test_splits]
+    assert record["summary"]["ood_avg"] == pytest.approx(sum(ood) / len(ood))
+    assert record["summary"]["id"] == record["metrics"]["id_test"]["acc"]
+    model = record["model"]
+    assert (model["arch"], model["pretrained"], model["activation"]) == ("bench-tinyclip", "tinyshift", "gelu")
+    assert model["weights_sha256"] == (ASSET_DIR / "tinyclip-tinyshift.sha256").read_text().split()[0]
+    assert record["env"]["packages"]["torch"] and "sha" in record["env"]["git"]
+    assert record["timing"]["total_s"] > 0 and record["timing"]["peak_memory"]["mb"] > 0
+    assert record["variants"][record["reported_variant"]]["metrics"] == record["metrics"]
+    # the protocol guard: nothing but ID train/val (and OOD val when requested) before the final evaluation
+    allowed = {"train", "id_val"} | ({"ood_val"} if "ood_val" in METHODS.get(method).requires else set())
+    assert set(record["data_access"].get("train", [])) <= allowed
+    assert set(record["data_access"]["final_eval"]) == SPLITS
+    assert record["seed"] == 0 and record["config"]["seed"] == 0
+
+
+@pytest.mark.parametrize("method", BUILTINS + ["ls-ft"])
+def test_every_method_produces_a_complete_record(method, store):
+    record, status = run_method(method, store)
+    assert status == "done"
+    check_record(record, method)
+    on_disk = RunStore(store).records()
+    assert len(on_disk) == 1 and on_disk[0]["run_id"] == record["run_id"]
+    if METHODS.get(method).trains:
+        assert record["timing"]["train_steps"] == 6 and record["selection"]["best_step"] in (3, 6)
+        assert record["history"][-1]["step"] == 6
+
+
+def test_conformance_covers_every_registered_method():
+    assert set(BUILTINS) | {"ls-ft"} >= set(METHODS.names()) - {n for n in METHODS.names() if n.startswith("test-")}
+
+
+def test_wiseft_endpoints_reproduce_zero_shot_and_ft_exactly(store):
+    wise, _ = run_method("wiseft", store)
+    ft, _ = run_method("ft", store)
+    zs, _ = run_method("zeroshot", store)
+    assert wise["variants"]["alpha=0"]["metrics"] == zs["metrics"]
+    assert wise["variants"]["alpha=1"]["metrics"] == ft["metrics"]
+    assert wise["reported_variant"] == "alpha=0.5"
+    assert wise["metrics"] == wise["variants"]["alpha=0.5"]["metrics"]
+    assert sorted(v["alpha"] for n, v in wise["variants"].items() if n != "final") == [round(0.1 * i, 1) for i in range(11)]
+
+
+def test_finished_run_is_skipped_and_force_redoes_it(store):
+    first, status1 = run_method("ft", store)
+    again, status2 = run_method("ft", store)
+    assert (status1, status2) == ("done", "skipped")
+    assert again == first
+    redone, status3 = run_method("ft", store, force=True)
+    assert status3 == "done"
+    assert redone["metrics"] == first["metrics"]  # CPU runs are deterministic
+    assert len(RunStore(store).records()) == 1
+
+
+def test_seeds_are_separate_runs(store):
+    a, _ = run_method("ft", store, seed=0)
+    b, _ = run_method("ft", store, seed=1)
+    assert a["run_id"] != b["run_id"]
+    assert len(RunStore(store).records()) == 2
+
+
+def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path):
+    from bench.runner import RunRequest, execute
+    from conftest import TINY
+
+    request = RunRequest(method="ft", out=tmp_path / "a", settings=list(TINY))
+    with pytest.raises(KeyboardInterrupt):
+        execute(request, stop_after=3)
+    assert RunStore(tmp_path / "a").records() == []  # nothing mistaken for a result
+    assert list((tmp_path / "a").rglob("checkpoint.pt"))
+    resumed, status = execute(request)
+    assert status == "done" and resumed["timing"]["resumed_from_step"] == 3
+    assert not list((tmp_path / "a").rglob("checkpoint.pt"))
+    fresh, _ = execute(RunRequest(method="ft", out=tmp_path / "b", settings=list(TINY)))
+    assert resumed["metrics"] == fresh["metrics"] and resumed["history"] == fresh["history"]
+
+
+class Peeker(Method):
+    description = "reads an OOD test split while building its model (must be refused)"
+
+    def build(self):
+        self.ctx.data.get("sketch")
+        return super().build()
+
+
+class OODSearcher(Method):
+    description = "declares OOD-val access, as AutoFT will"
+    requires = frozenset({"ood_val"})
+
+    def build(self):
+        self.ctx.data.role("ood_val")
+        return super().build()
+
+
+def test_reading_ood_test_data_during_training_is_refused(store):
+    METHODS.add("test-peeker", Peeker)
+    with pytest.raises(ProtocolViolation, match="'sketch' may not be read during train"):
+        run_method("test-peeker", store)
+    assert RunStore(store).records() == []
+
+
+def test_ood_val_is_granted_only_to_methods_that_declare_it(store):
+    METHODS.add("test-oodsearcher", OODSearcher)
+    record, _ = run_method("test-oodsearcher", store)
+    assert record["data_access"]["train"] == ["id_val", "ood_val", "train"]
+
+    class Sneaky(Method):
+        def build(self):
+            self.ctx.data.role("ood_val")
+
+    METHODS.add("test-sneaky", Sneaky)
+    with pytest.raises(ProtocolViolation, match="ood_val"):
+        run_method("test-sneaky", store)
+
+
+def test_scrambling_ood_test_data_changes_nothing_before_the_final_evaluation(tmp_path, monkeypatch):
+    clean, _ = run_method("lpft", tmp_path / "clean")
+    original = TinyShift.load_split
+
+    def scrambled(self, name):
+        split = original(self, name)
+        if name in TINYSHIFT.ood_test_splits:
+            g = torch.Generator().manual_seed(1)
+            split.images = torch.randn(split.images.shape, generator=g)
+            split.labels = split.labels[torch.randperm(len(split.labels), generator=g)]
+        return split
+
+    monkeypatch.setattr(TinyShift, "load_split", scrambled)
+    dirty, _ = run_method("lpft", tmp_path / "dirty")
+    assert dirty["history"] == clean["history"] and dirty["selection"] == clean["selection"]
+    assert dirty["method_info"]["linear_probe"]["C"] == clean["method_info"]["linear_probe"]["C"]
+    for split in ("id_val", "ood_val", "id_test"):
+        assert dirty["metrics"][split] == clean["metrics"][split]
+    assert dirty["summary"]["ood_avg"] != clean["summary"]["ood_avg"]
+
+
+def test_lp_chooses_c_by_id_val(store):
+    record, _ = run_method("lp", store, settings=["c_steps=8"])
+    info = record["method_info"]["linear_probe"]
+    best = max(acc for _, acc in info["c_sweep"])
+    assert info["id_val_acc_at_C"] == best
+    assert record["metrics"]["id_val"]["acc"] == pytest.approx(best)
+    assert record["data_access"]["train"] == ["id_val", "train"]
+
+
+def test_unofficial_marking(store):
+    record, _ = run_method("zeroshot", store, settings=())
+    assert record["official"] is False
+    with pytest.raises(BenchError, match="unknown setting"):
+        run_method("zeroshot", store, settings=["alpha=0.3"])

@@ -1,0 +1,90 @@
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.leaderboard import leaderboard_markdown, write_leaderboard
+from bench.leaderboard.aggregate import mean_std
+from bench.leaderboard.render import cell
+from bench.protocols.tinyshift import TINYSHIFT
+from bench.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fake_record(method, seed, id_acc, ood_accs, hparams=None, variant="final", official=True):
+    ood = dict(zip(TINYSHIFT.ood_test_splits, ood_accs))
+    metrics = {"id_test": {"acc": id_acc}, **{s: {"acc": v} for s, v in ood.items()}}
+    return {
+        "schema": 1, "method": method, "dataset": "tinyshift", "seed": seed, "official": official,
+        "protocol": {"name": "tinyshift", "version": 1, "id": "tinyshift@1"},
+        "model": {"arch": "bench-tinyclip", "pretrained": "tinyshift"},
+        "hparams": hparams or {"lr": 0.1}, "config": {"budget": {"steps": 500}},
+        "reported_variant": variant, "metric": "acc", "metrics": metrics,
+        "summary": {"id": id_acc, "ood": ood, "ood_avg": sum(ood_accs) / len(ood_accs)},
+        "timing": {"setup_s": 1.0, "train_s": 2.0 + seed, "eval_s": 0.5, "total_s": 3.5 + seed, "train_images_per_s": 100.0},
+        "env": {"device": "cpu (x86_64, 2 threads)"},
+    }
+
+
+def fill(root, records):
+    store = RunStore(root)
+    for i, r in enumerate(records):
+        folder = store.begin({"dataset": r["dataset"], "method": r["method"], "i": i}, force=False)
+        store.finish(folder, r)
+
+
+def test_mean_std_by_hand():
+    mean, std, n = mean_std([1.0, 2.0, 4.0])
+    assert (mean, n) == (7 / 3, 3)
+    assert std == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
+    assert mean_std([5.0]) == (5.0, None, 1)
+    assert cell([1.0, 2.0, 4.0]) == "2.3 ± 1.5" and cell([5.0]) == "5.0" and cell([]) == "–"
+
+
+def test_table_values_order_and_missing_seeds(tmp_path):
+    fill(tmp_path, [
+        fake_record("ft", 0, 80.0, [40, 40, 40, 40, 40]),
+        fake_record("ft", 1, 90.0, [50, 50, 50, 50, 50]),
+        fake_record("ft", 2, 70.0, [30, 30, 30, 30, 30]),
+        fake_record("zeroshot", 0, 50.0, [60, 60, 60, 60, 60]),
+    ])
+    text, count = leaderboard_markdown(tmp_path)
+    assert count == 4
+    lines = [l for l in text.splitlines() if l.startswith("| ")]
+    assert lines[0].startswith("| method") and "OOD avg acc" in lines[0] and "ID id_test acc" in lines[0]
+    zs, ft = lines[1], lines[2]  # sorted by OOD avg: zero-shot (60) above FT (40)
+    assert zs.split("|")[1].strip() == "zeroshot" and zs.split("|")[2].strip() == "1"
+    assert [c.strip() for c in ft.split("|")[1:4]] == ["ft", "3", "80.0 ± 10.0"]
+    assert ft.split("|")[-2].strip() == "40.0 ± 10.0"
+    assert "zeroshot: 1 of 3 protocol seeds finished (seeds [0])" in text
+
+
+def test_different_hyperparameters_are_separate_rows(tmp_path):
+    fill(tmp_path, [fake_record("ft", 0, 80.0, [40] * 5, {"lr": 0.1}), fake_record("ft", 0, 82.0, [41] * 5, {"lr": 0.01})])
+    text, _ = leaderboard_markdown(tmp_path)
+    assert "| ft [lr=0.01]" in text and "| ft [lr=0.1]" in text
+
+
+def test_unofficial_runs_get_their_own_section(tmp_path):
+    fill(tmp_path, [fake_record("ft", 0, 80.0, [40] * 5), fake_record("ft", 0, 60.0, [20] * 5, official=False)])
+    text, _ = leaderboard_markdown(tmp_path)
+    assert text.count("## tinyshift") == 2 and "UNOFFICIAL" in text
+
+
+def test_same_store_gives_identical_bytes(tmp_path):
+    records = [fake_record("ft", s, 80.0 + s, [40 + s] * 5) for s in range(3)]
+    fill(tmp_path / "a", records)
+    fill(tmp_path / "b", list(reversed(records)))
+    write_leaderboard(tmp_path / "a", tmp_path / "a.md")
+    write_leaderboard(tmp_path / "a", tmp_path / "a2.md")
+    write_leaderboard(tmp_path / "b", tmp_path / "b.md")
+    assert (tmp_path / "a.md").read_bytes() == (tmp_path / "a2.md").read_bytes() == (tmp_path / "b.md").read_bytes()
+
+
+def test_committed_leaderboard_is_regenerated_from_the_committed_runs(tmp_path):
+    """The committed LEADERBOARD.md is exactly what `bench leaderboard` makes of the committed runs/."""
+    write_leaderboard(ROOT / "runs", tmp_path / "LEADERBOARD.md")
+    assert (tmp_path / "LEADERBOARD.md").read_text() == (ROOT / "LEADERBOARD.md").read_text()
