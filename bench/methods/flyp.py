@@ -1,0 +1,96 @@
+"""FLYP, "Finetune Like You Pretrain" (Goyal et al., CVPR 2023; official code locuslab/FLYP).
+
+Class labels become captions and both towers keep minimising CLIP's contrastive loss: each image is paired with
+its class name in one random template (a fresh draw per image per step), logits = exp(logit_scale) I T^T over the
+batch, loss = symmetric InfoNCE (open_clip's ClipLoss) with the diagonal as targets, so other images of the same
+class count as negatives, as in the official training path. Image tower, text tower and temperature are trained
+with AdamW (weight decay on all of them); like the official code there is no gradient clipping. For evaluation the
+zero-shot head is rebuilt from the fine-tuned text tower with the dataset's templates. "+WE" interpolates both
+towers (and the temperature) between the zero-shot and fine-tuned model.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.config import seed_hash
+from bench.methods import register_method
+from bench.methods.base import ALPHA_GRID, Method
+
+
+def class_prompt_tokens(tokenizer, classnames, templates) -> torch.Tensor:
+    """(num_classes, num_templates, context) token ids of every class in every template."""
+    texts = [t.format(c) for c in classnames for t in templates]
+    tokens = tokenizer(texts)
+    return tokens.view(len(classnames), len(templates), -1)
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of normalised pairs (open_clip's ClipLoss, one process)."""
+    from bench.models import open_clip_module
+
+    return open_clip_module().ClipLoss()(image_features, text_features, scale)
+
+
+class CLIPClassifier(nn.Module):
+    """Both CLIP towers; logits = exp(logit_scale) cos(image, class prototype from the current text tower).
+
+    The head is derived state: rebuilt lazily after the weights may have changed (training, load_state_dict)."""
+
+    def __init__(self, clip: nn.Module, class_tokens: torch.Tensor):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("class_tokens", class_tokens, persistent=False)
+        self._head: torch.Tensor | None = None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._head = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._head = None
+        return super().load_state_dict(*args, **kwargs)
+
+    @torch.no_grad()
+    def text_head(self) -> torch.Tensor:
+        num_classes, num_templates, context = self.class_tokens.shape
+        emb = self.clip.encode_text(self.class_tokens.view(-1, context), normalize=True)
+        emb = F.normalize(emb.view(num_classes, num_templates, -1).mean(1), dim=-1)
+        return self.clip.logit_scale.exp() * emb
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.clip.encode_image(images), dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self._head is None or self.training:
+            self._head = self.text_head()
+        return self.image_features(images) @ self._head.T
+
+
+def sample_captions(class_tokens: torch.Tensor, labels: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+    """One random template per image, drawn from (seed, step) so that a resumed run draws the same captions."""
+    gen = torch.Generator().manual_seed(seed_hash("captions", seed, step))
+    choice = torch.randint(class_tokens.shape[1], (len(labels),), generator=gen).to(labels.device)
+    return class_tokens[labels, choice]
+
+
+@register_method("flyp")
+class FLYP(Method):
+    description = "FLYP: contrastive fine-tuning of both towers on class-prompt captions; head from the text tower"
+    ensemble_alphas = ALPHA_GRID
+    clip_gradients = False  # the official FLYP loop does not clip
+
+    def build(self):
+        ctx = self.ctx
+        import copy
+
+        tokens = class_prompt_tokens(ctx.tokenizer, ctx.dataset.classnames, ctx.dataset.templates)
+        return CLIPClassifier(copy.deepcopy(ctx.clip).float(), tokens).to(ctx.device)
+
+    def loss(self, model, images, labels):
+        captions = sample_captions(model.class_tokens, labels, self.ctx.seed, self.step)
+        image_features = model.image_features(images)
+        text_features = F.normalize(model.clip.encode_text(captions), dim=-1)
+        return contrastive_loss(image_features, text_features, model.clip.logit_scale.exp())
