@@ -1,0 +1,153 @@
+"""AutoFT's outer search as a persistent, shareable Optuna study.
+
+Default storage: an Optuna journal file inside the run folder (no server; several processes on one machine or a
+shared file system). Any Optuna storage URL (e.g. postgresql://...) works for several machines. Workers claim trials
+under a file lock, so the requested total is met exactly (across machines with an RDB storage the lock is per
+machine and the total can overshoot by at most the number of workers minus one). A killed worker's trial is marked
+failed when a worker on the same host finds its process gone; a re-run then continues the trial count.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.store import atomic_write_json
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def make_storage(url: str | None, folder: Path):
+    optuna = _optuna()
+    if url and "://" in url:
+        return url
+    path = Path(url) if url else folder / "search.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+def validate_storage(url: str) -> None:
+    """Fail before any run folder is made: an unreachable database or an unwritable journal location."""
+    optuna = _optuna()
+    try:
+        if "://" in url:
+            optuna.storages.RDBStorage(url)
+        else:
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            with open(url, "a"):
+                pass
+    except Exception as exc:
+        raise BenchError(f"cannot open the AutoFT study storage {url!r}: {str(exc).splitlines()[0][:160]}; "
+                         "pass a valid Optuna storage URL (e.g. postgresql://user@host/db) or a journal file path")
+
+
+def open_study(name: str, storage, sampler_seed: int):
+    optuna = _optuna()
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed)
+    try:
+        return optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize",
+                                   load_if_exists=True)
+    except Exception as exc:  # bad URLs, unreachable servers, unreadable journals
+        raise BenchError(f"cannot open the AutoFT study {name!r} in storage {storage!r}: {str(exc).splitlines()[0][:160]}")
+
+
+@contextmanager
+def file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _alive(worker: str) -> bool:
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return True  # cannot tell for another machine; its own re-run will clean up
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+
+
+def fail_stale_trials(study) -> int:
+    optuna = _optuna()
+    stale = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+             if not _alive(t.user_attrs.get("worker", "?:0"))]
+    for t in stale:
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    return len(stale)
+
+
+def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, reporter=None) -> int:
+    """Work on the study until `total` trials are complete or claimed; returns how many this worker ran."""
+    optuna = _optuna()
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    ran = 0
+    while True:
+        with file_lock(lock):
+            fail_stale_trials(study)
+            if len(study.get_trials(deepcopy=False, states=states)) >= total:
+                break
+            trial = study.ask()
+            trial.set_user_attr("worker", WORKER)
+        start = time.perf_counter()
+        try:
+            value = objective(trial)
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        study.tell(trial, value)
+        ran += 1
+        atomic_write_json(trial_dir / f"trial_{trial.number:05d}.json", {
+            "number": trial.number, "params": trial.params, "value": value, "worker": WORKER,
+            "seconds": round(time.perf_counter() - start, 3)})
+        if reporter is not None:
+            reporter(trial.number, value)
+    return ran
+
+
+def wait_for_other_workers(study, poll_s: float = 2.0) -> None:
+    optuna = _optuna()
+    while True:
+        fail_stale_trials(study)
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            return
+        time.sleep(poll_s)
+
+
+def completed(study) -> list:
+    optuna = _optuna()
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def running_count(study) -> int:
+    optuna = _optuna()
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
+def study_summary(study) -> dict:
+    done = completed(study)
+    best = max(done, key=lambda t: (t.value, -t.number)) if done else None
+    return {"trials_complete": len(done), "best_trial": best.number if best else None,
+            "best_value": best.value if best else None, "best_params": dict(best.params) if best else None,
+            "trial_values": json.loads(json.dumps([[t.number, t.value] for t in sorted(done, key=lambda t: t.number)]))}

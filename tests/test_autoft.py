@@ -1,0 +1,162 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.datasets.tinyshift import TinyShift
+from bench.methods import autoft_search as S
+from bench.methods.autoft_losses import dcm_loss, entropy_per_example, hinge_loss, learned_loss, norm_terms
+from bench.protocols.tinyshift import TINYSHIFT
+from conftest import TINY, run_method
+
+LOGITS = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+LABELS = torch.tensor([0, 2])
+SEARCH = ["trials=3", "inner_steps=2", "ood_val_size=60"]
+
+
+def _entropy(row):
+    p = torch.softmax(row, 0)
+    return float(-(p * p.log()).sum())
+
+
+def test_loss_terms_by_hand():
+    h0, h1 = _entropy(LOGITS[0]), _entropy(LOGITS[1])
+    assert entropy_per_example(LOGITS).mean().item() == pytest.approx((h0 + h1) / 2)
+    assert dcm_loss(LOGITS, LABELS).item() == pytest.approx(h1 / 2)  # only the misclassified second row counts
+    assert hinge_loss(LOGITS, LABELS).item() == pytest.approx(1.5)  # row 0: 0; row 1: max(0, 3 - 1 + 1) = 3
+    params = [torch.tensor([1.0, -2.0]), torch.tensor([3.0])]
+    anchors = [torch.tensor([0.0, 0.0]), torch.tensor([1.0])]
+    terms = norm_terms(params, anchors)
+    assert {k: round(v.item(), 6) for k, v in terms.items()} == {
+        "l1zero": 2.0, "l2zero": round(14 / 3, 6), "l1init": round(5 / 3, 6), "l2init": 3.0}
+
+
+def test_learned_loss_is_the_weighted_sum():
+    g = torch.Generator().manual_seed(0)
+    img = F.normalize(torch.randn(2, 4, generator=g), dim=-1)
+    txt = F.normalize(torch.randn(2, 4, generator=g), dim=-1)
+    params, anchors = [torch.tensor([1.0, -2.0])], [torch.tensor([0.5, 0.0])]
+    weights = {"ce": 1.0, "dcm": 0.5, "entropy": 0.25, "hinge": 2.0, "flyp": 0.1, "l1init": 3.0, "l1zero": 0.0,
+               "l2init": 1.0, "l2zero": 0.2}
+    from bench.methods.flyp import contrastive_loss
+
+    expected = (F.cross_entropy(LOGITS, LABELS) + 0.5 * dcm_loss(LOGITS, LABELS)
+                + 0.25 * entropy_per_example(LOGITS).mean() + 2.0 * hinge_loss(LOGITS, LABELS)
+                + 0.1 * contrastive_loss(img, txt, torch.tensor(10.0)) + 3.0 * (0.5 + 2.0) / 2
+                + 1.0 * (0.25 + 4.0) / 2 + 0.2 * (1 + 4) / 2)
+    got = learned_loss(weights, LOGITS, LABELS, img, txt, torch.tensor(10.0), params, anchors)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_final_run_uses_the_searched_objective_and_true_initial_weights(store):
+    record, _ = run_method("autoft", store, settings=SEARCH)
+    info = record["method_info"]["autoft"]
+    best = info["best_params"]
+    objective = info["objective"]
+    assert objective["weights"]["ce"] == 1.0
+    assert objective["lr"] == best["lr"] and objective["weight_decay"] == best["weight_decay"]
+    assert objective["weights"]["flyp"] == best["w_flyp"]
+    assert info["trials_complete"] == 3 and len(list(Path(store).rglob("trials/trial_*.json"))) == 3
+    assert info["best_value"] == max(v for _, v in info["trial_values"])
+    assert set(record["data_access"]["train"]) == {"train", "id_val", "ood_val"}
+    assert record["timing"]["search_s"] > 0
+    assert "alpha=0.5" in record["variants"]
+
+
+def test_anchors_stay_at_the_initial_weights_during_the_final_run():
+    from types import SimpleNamespace
+
+    from bench.methods.autoft import AutoFT
+
+    class Ctx(SimpleNamespace):
+        pass
+
+    from bench.models import load_clip, open_clip_module
+
+    clip, info = load_clip("bench-tinyclip", "tinyshift")
+    ctx = Ctx(tokenizer=open_clip_module().get_tokenizer("bench-tinyclip"), clip=clip, device=torch.device("cpu"),
+              dataset=SimpleNamespace(classnames=("a", "b"), templates=("{}.",)), seed=0,
+              zero_shot_weights=lambda: torch.randn(2, 64), fused_kwargs=lambda: {})
+    method = AutoFT({}, ctx)
+    method.best = {"weights": {"ce": 1.0, "l2init": 1.0}, "lr": 1e-2, "weight_decay": 0.0, "seed": 0}
+    model = method.build()
+    opt = method.optimizer(model)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
+    assert norm_terms(list(model.parameters()), method._anchors)["l2init"].item() == 0.0
+    method.loss(model, x, y).backward()
+    opt.step()
+    # officially the anchors were the live weights, so this term stayed 0; here it measures the drift
+    assert norm_terms(list(model.parameters()), method._anchors)["l2init"].item() > 0
+
+
+def test_search_ignores_ood_test_data(tmp_path, monkeypatch):
+    clean, _ = run_method("autoft", tmp_path / "clean", settings=SEARCH)
+    original = TinyShift.load_split
+
+    def scrambled(self, name):
+        split = original(self, name)
+        if name in TINYSHIFT.ood_test_splits:
+            split.images = torch.randn(split.images.shape, generator=torch.Generator().manual_seed(2))
+        return split
+
+    monkeypatch.setattr(TinyShift, "load_split", scrambled)
+    dirty, _ = run_method("autoft", tmp_path / "dirty", settings=SEARCH)
+    assert dirty["method_info"]["autoft"]["trial_values"] == clean["method_info"]["autoft"]["trial_values"]
+    assert dirty["history"] == clean["history"] and dirty["metrics"]["id_test"] == clean["metrics"]["id_test"]
+    assert dirty["summary"]["ood_avg"] != clean["summary"]["ood_avg"]
+
+
+def _worker(store: Path, trials: int) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "bench", "run", "--method", "autoft", "--search-only", "--quiet", "--out", str(store),
+            "--trials", str(trials), "--inner-steps", "2", "--ood-val-size", "60"] + [x for s in TINY for x in ("--set", s)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _study(store: Path):
+    journal = next(store.rglob("search.journal"))
+    storage = S.make_storage(str(journal), journal.parent)
+    return S.open_study(f"autoft-{journal.parent.name}", storage, 0)
+
+
+def test_two_workers_share_one_study_without_lost_or_repeated_trials(tmp_path):
+    store = tmp_path / "runs"
+    workers = [_worker(store, 6), _worker(store, 6)]
+    for w in workers:
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    study = _study(store)
+    done = S.completed(study)
+    assert len(done) == 6
+    assert sorted(t.number for t in done) == sorted({t.number for t in done})
+    files = sorted(p.name for p in store.rglob("trials/trial_*.json"))
+    assert files == [f"trial_{t.number:05d}.json" for t in sorted(done, key=lambda t: t.number)]
+
+
+def test_killed_search_continues_its_trial_count(tmp_path):
+    store = tmp_path / "runs"
+    worker = _worker(store, 5)
+    deadline = time.time() + 240
+    while len(list(store.rglob("trials/trial_*.json"))) < 2:
+        assert worker.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    first = {p.name: p.read_text() for p in store.rglob("trials/trial_*.json")}
+    assert 2 <= len(first) < 5
+    rerun = _worker(store, 5)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    done = S.completed(_study(store))
+    assert len(done) == 5
+    after = {p.name: p.read_text() for p in store.rglob("trials/trial_*.json")}
+    assert all(after[name] == text for name, text in first.items())  # finished trials are kept, not redone
+    assert max(t.number for t in done) >= len(first)
