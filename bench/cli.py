@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"), help="dataset folder root (env BENCH_DATA_ROOT)")
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    search = run.add_argument_group("search budget (AutoFT)")
+    search.add_argument("--trials", type=int, help="outer-loop trials in total (= --set trials=N)")
+    search.add_argument("--inner-steps", type=int, help="inner fine-tuning steps per trial (= --set inner_steps=N)")
+    search.add_argument("--ood-val-size", type=int, help="OOD-val examples per trial (= --set ood_val_size=N)")
+    search.add_argument("--storage", help="Optuna storage URL or journal file shared by workers (default: in the run folder)")
+    search.add_argument("--search-only", action="store_true", help="only add trials to the study (extra workers)")
 
     ls = sub.add_parser("list", help="list methods, datasets and models")
     ls.add_argument("what", nargs="?", choices=["methods", "datasets", "models", "all"], default="all")
@@ -51,10 +57,13 @@ def cmd_run(args) -> int:
 
     for plugin in args.plugin:
         load_plugin(plugin)
+    knobs = {"trials": args.trials, "inner_steps": args.inner_steps, "ood_val_size": args.ood_val_size}
+    settings = args.settings + [f"{key}={value}" for key, value in knobs.items() if value is not None]
     for seed in args.seed:
         request = RunRequest(method=args.method, dataset=args.dataset, seed=seed, model=args.model,
-                             pretrained=args.pretrained, settings=args.settings, hparams_seed=args.hparams_seed,
-                             out=args.out, force=args.force, data_root=args.data_root, device=args.device)
+                             pretrained=args.pretrained, settings=settings, hparams_seed=args.hparams_seed,
+                             out=args.out, force=args.force, data_root=args.data_root, device=args.device,
+                             storage=args.storage, search_only=args.search_only)
         reporter = None if args.quiet else RichReporter(f"{args.method} on {args.dataset} seed {seed}")
         record, status = execute(request, reporter)
         print_summary(record, status)

@@ -27,6 +27,9 @@ class RichReporter:
         if step % 5 == 0 or step == self.progress.tasks[0].total:
             self.progress.update(self.task, completed=step, loss=f"{loss:.3f}")
 
+    def trial(self, number: int, value: float) -> None:
+        progress_console.print(f"[dim]trial {number}: OOD-val score {value:.2f}[/dim]")
+
     def evaluated(self, step: int, score: float) -> None:
         self.progress.update(self.task, completed=step, val=f"{score:.1f}")
 
@@ -36,6 +39,11 @@ class RichReporter:
 
 
 def print_summary(record: dict, status: str) -> None:
+    if status == "searched":
+        info = record["search"].get("autoft", record["search"])
+        console.print(f"search finished ({record['search_s']:.1f}s here): {info.get('trials_complete')} trials complete "
+                      f"in the study, best {info.get('best_value')} at trial {info.get('best_trial')}")
+        return
     metric = record["metric"]
     table = Table(title=f"{record['method']} on {record['dataset']} (seed {record['seed']}, "
                         f"variant {record['reported_variant']}){'' if record['official'] else ' [unofficial]'}")
@@ -51,6 +59,10 @@ def print_summary(record: dict, status: str) -> None:
     speed = f", {t['train_images_per_s']:.0f} train images/s" if t.get("train_images_per_s") else ""
     sel = record["selection"]
     best = f", best id_val at step {sel['best_step']}" if "best_step" in sel else ""
+    search = record.get("method_info", {}).get("autoft")
+    if search:
+        console.print(f"search: {search['trials_complete']} trials, best OOD-val {search['best_value']:.2f} "
+                      f"(trial {search['best_trial']}) in {t.get('search_s', 0):.1f}s")
     verb = "skipped (already done; --force redoes it)" if status == "skipped" else "done"
     console.print(f"{verb}: {t['total_s']:.1f}s total ({t['train_s']:.1f}s train{speed}{best}); run {record['run_id']}")
 

@@ -37,6 +37,8 @@ class RunRequest:
     force: bool = False
     data_root: Path | None = None
     device: str | None = None
+    storage: str | None = None  # Optuna storage URL for searches (AutoFT); default: a journal in the run folder
+    search_only: bool = False  # contribute search trials, then stop without the final fine-tune
 
 
 @dataclass
@@ -64,6 +66,8 @@ def plan(request: RunRequest) -> Plan:
     model = request.model or protocol.model
     pretrained = request.pretrained if request.pretrained is not None else (
         protocol.pretrained if model == protocol.model else None)
+    if (request.storage or request.search_only) and not method_cls.searches:
+        raise BenchError(f"--storage and --search-only apply to methods that search (autoft), not {method_cls.name}")
     if request.seed < 0:
         raise BenchError(f"--seed {request.seed} is negative; seeds are integers >= 0")
     unofficial = sorted(proto_over) + (["model"] if (model, pretrained) != (protocol.model, protocol.pretrained) else [])
@@ -104,18 +108,10 @@ def summarize(metrics: dict, protocol) -> dict:
     return {"id": metrics[protocol.id_test_split][m], "ood": ood, "ood_avg": sum(ood.values()) / len(ood)}
 
 
-def execute(request: RunRequest, reporter=None, stop_after: int | None = None) -> tuple[dict, str]:
-    """Run (or skip) one configuration; returns (record, "done" | "skipped")."""
+def build_context(p: Plan, request: RunRequest, cache_dir: Path | None, reporter=None):
+    """Load the model and data of a planned run and instantiate its method: (RunContext, Method)."""
     from bench.models import load_clip, open_clip_module
 
-    p = plan(request)
-    store = RunStore(request.out)
-    check_writable(store.root)
-    final = store.path_for(p.config)
-    if store.is_done(final) and not request.force:
-        return store.load_record(final), "skipped"
-
-    started = time.perf_counter()
     device = _device(request.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -124,17 +120,41 @@ def execute(request: RunRequest, reporter=None, stop_after: int | None = None) -
     clip, info = load_clip(arch, tag)
     tokenizer = open_clip_module().get_tokenizer(arch)
     dataset = p.dataset_cls(info, request.data_root)
+    data = DataAccess(dataset, p.protocol, p.method_cls.requires)
+    ctx = RunContext(p.protocol, dataset, data, clip, tokenizer, info, device, request.seed, cache_dir)
+    ctx.storage = request.storage
+    ctx.trial_reporter = getattr(reporter, "trial", None)
+    return ctx, p.method_cls(p.hparams, ctx)
+
+
+def execute(request: RunRequest, reporter=None, stop_after: int | None = None) -> tuple[dict, str]:
+    """Run (or skip) one configuration; returns (record, "done" | "skipped" | "searched")."""
+    p = plan(request)
+    store = RunStore(request.out)
+    check_writable(store.root)
+    final = store.path_for(p.config)
+    if store.is_done(final) and not request.force:
+        return store.load_record(final), "skipped"
+
+    started = time.perf_counter()
+    ctx, method = build_context(p, request, store.root / ".cache", reporter)
+    if request.storage:
+        from bench.methods.autoft_search import validate_storage
+
+        validate_storage(request.storage)
     folder = store.begin(p.config, request.force)  # only once the inputs are known to be good
-    method_cls, protocol = p.method_cls, p.protocol
-    data = DataAccess(dataset, protocol, method_cls.requires)
-    ctx = RunContext(protocol, dataset, data, clip, tokenizer, info, device, request.seed, store.root / ".cache")
-    method = method_cls(p.hparams, ctx)
+    method_cls, protocol, device, data, info = p.method_cls, p.protocol, ctx.device, ctx.data, ctx.model_info
 
     timing = {}
     t0 = time.perf_counter()
+    search_info = method.search(folder)
+    timing["search_s"] = time.perf_counter() - t0
+    if request.search_only:
+        return {"method": method_cls.name, "search": search_info, "search_s": timing["search_s"]}, "searched"
+    t0 = time.perf_counter()
     model = method.build()
     theta0 = clone_state(model)
-    timing["setup_s"] = time.perf_counter() - t0 + (t0 - started)
+    timing["setup_s"] = time.perf_counter() - t0 + (t0 - started) - timing["search_s"]
     if method.trains and protocol.steps > 0:
         trained = fine_tune(method, model, ctx, folder.checkpoint, reporter, stop_after)
         selection = {"rule": "id_val", "split": protocol.id_val_split, "metric": protocol.metric,
@@ -179,7 +199,7 @@ def execute(request: RunRequest, reporter=None, stop_after: int | None = None) -
         "metrics": variants[reported]["metrics"],
         "summary": variants[reported]["summary"],
         "variants": variants,
-        "method_info": method.info(),
+        "method_info": {**search_info, **method.info()},
         "history": history,
         "timing": timing,
         "data_access": data.log(),

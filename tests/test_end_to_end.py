@@ -16,7 +16,8 @@ from conftest import run_method
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "label_smoothing_plugin.py"
 load_plugin(EXAMPLE_PLUGIN)
-BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "wiseft"]
+BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "wiseft", "flyp", "ftp", "autoft"]
+EXTRA = {"autoft": ["trials=2", "inner_steps=2", "ood_val_size=60"]}  # a tiny search budget
 SPLITS = {"id_val", "ood_val", "id_test", *TINYSHIFT.ood_test_splits}
 
 
@@ -44,7 +45,7 @@ def check_record(record, method):
 
 @pytest.mark.parametrize("method", BUILTINS + ["ls-ft"])
 def test_every_method_produces_a_complete_record(method, store):
-    record, status = run_method(method, store)
+    record, status = run_method(method, store, settings=EXTRA.get(method, ()))
     assert status == "done"
     check_record(record, method)
     on_disk = RunStore(store).records()

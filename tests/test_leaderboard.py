@@ -68,6 +68,22 @@ def test_different_hyperparameters_are_separate_rows(tmp_path):
     assert "| ft [lr=0.01]" in text and "| ft [lr=0.1]" in text
 
 
+def test_weight_ensemble_variant_becomes_a_we_row(tmp_path):
+    record = fake_record("flyp", 0, 80.0, [40] * 5)
+    we = fake_record("flyp", 0, 75.0, [50] * 5)
+    record["variants"] = {"final": {"metrics": record["metrics"], "summary": record["summary"]},
+                          "alpha=0.5": {"metrics": we["metrics"], "summary": we["summary"]}}
+    fill(tmp_path, [record])
+    text, _ = leaderboard_markdown(tmp_path)
+    rows = {}
+    for line in text.splitlines():  # the first table is the results table
+        if line.startswith("| flyp"):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    assert set(rows) == {"flyp", "flyp+WE (alpha=0.5)"}
+    assert rows["flyp+WE (alpha=0.5)"].split("|")[3].strip() == "75.0"
+    assert rows["flyp"].split("|")[3].strip() == "80.0"
+
+
 def test_unofficial_runs_get_their_own_section(tmp_path):
     fill(tmp_path, [fake_record("ft", 0, 80.0, [40] * 5), fake_record("ft", 0, 60.0, [20] * 5, official=False)])
     text, _ = leaderboard_markdown(tmp_path)

@@ -51,10 +51,25 @@ class Section:
     rows: list[Row] = field(default_factory=list)
 
 
+WE_VARIANT = "alpha=0.5"
+
+
+def views(record: dict) -> list[dict]:
+    """The rows a record contributes: its reported variant, plus a "+WE" row (weight ensemble with the initial
+    model at alpha = 0.5, WiSE-FT's fixed choice) where the method evaluated one and does not report it already."""
+    out = [record]
+    variants = record.get("variants", {})
+    if WE_VARIANT in variants and record.get("reported_variant") != WE_VARIANT:
+        we = variants[WE_VARIANT]
+        out.append({**record, "method": f"{record['method']}+WE", "reported_variant": WE_VARIANT,
+                    "metrics": we["metrics"], "summary": we["summary"]})
+    return out
+
+
 def build_sections(records: list[dict], protocols: dict) -> list[Section]:
     """`protocols` maps protocol id -> Protocol (for split roles and metric names)."""
     groups: dict[tuple, dict[tuple, Row]] = defaultdict(dict)
-    for r in records:
+    for r in (view for record in records for view in views(record)):
         key = (r["dataset"], r["protocol"]["id"], r["model"]["arch"], str(r["model"]["pretrained"]), bool(r["official"]))
         settings = {**r["hparams"], **{f"budget.{k}": v for k, v in r.get("config", {}).get("budget", {}).items()}}
         row_key = (r["method"], r["reported_variant"], canonical_json(settings))

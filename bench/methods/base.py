@@ -26,10 +26,21 @@ class Method:
     trains: bool = True  # False: no gradient fine-tuning stage (zero-shot, LP)
     ensemble_alphas: tuple[float, ...] = ()  # weight-ensemble variants between the initial and trained model
     reported_alpha: float | None = None  # which variant is the method's row; None: the fine-tuned model itself
+    searches: bool = False  # runs a hyperparameter/objective search in `search()` (takes --storage, --search-only)
+    clip_gradients: bool = True  # the protocol's gradient clipping; False only where the official method has none
+    step: int = 0  # set by the trainer before each loss call (for per-step randomness that survives resume)
 
     def __init__(self, hp: dict, ctx):
         self.hp = hp
         self.ctx = ctx
+
+    def search(self, folder) -> dict:
+        """Optional search before training (AutoFT); may read only what `requires` grants. Returns facts to record."""
+        return {}
+
+    def train_seed(self) -> int:
+        """Seed of the training data order; the run's seed unless the method searched one (AutoFT)."""
+        return self.ctx.seed
 
     def build(self) -> ImageClassifier:
         """The model training starts from (and the theta0 of weight ensembling): the zero-shot classifier."""

@@ -69,7 +69,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         result.best_state, result.best_step, result.best_score = ckpt["best_state"], ckpt["best_step"], ckpt["best_score"]
         result.history, result.seconds, result.images = ckpt["history"], ckpt["seconds"], ckpt["images"]
         running = ckpt["running_loss"]
-    batches = train_batches(train, p.batch_size, ctx.seed, start, ctx.device)
+    batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device)
     model.train()
     reporter.start(p.steps, start)
     clock = time.perf_counter()
@@ -78,13 +78,14 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         images, labels = next(batches)
+        method.step = step
         with torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype, enabled=ctx.autocast_dtype is not None):
             loss = method.loss(model, images, labels)
         if not torch.isfinite(loss):
             raise BenchError(f"the loss became {loss.item()} at step {step}; lower the learning rate (--set lr=...)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if p.grad_clip:
+        if p.grad_clip and method.clip_gradients:
             torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
         optimizer.step()
         result.images += len(labels)
