@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = run.add_argument_group("search budget (AutoFT)")
     search.add_argument("--trials", type=int, help="outer-loop trials in total (= --set trials=N)")
     search.add_argument("--inner-steps", type=int, help="inner fine-tuning steps per trial (= --set inner_steps=N)")
-    search.add_argument("--ood-val-size", type=int, help="OOD-val examples per trial (= --set ood_val_size=N)")
+    search.add_argument("--ood-val-size", type=int, help="OOD-val examples per trial, a protocol setting (= --set ood_val_size=N)")
     search.add_argument("--storage", help="Optuna storage URL or journal file shared by workers (default: in the run folder)")
     search.add_argument("--search-only", action="store_true", help="only add trials to the study (extra workers)")
 

@@ -70,6 +70,9 @@ def plan(request: RunRequest) -> Plan:
         raise BenchError(f"--storage and --search-only apply to methods that search (autoft), not {method_cls.name}")
     if request.seed < 0:
         raise BenchError(f"--seed {request.seed} is negative; seeds are integers >= 0")
+    budget = protocol.budget()
+    if "ood_val" not in method_cls.requires:  # only searching methods read OOD val, so only their runs depend on it
+        budget.pop("ood_val_size")
     unofficial = sorted(proto_over) + (["model"] if (model, pretrained) != (protocol.model, protocol.pretrained) else [])
     config = {
         "method": method_cls.name,
@@ -78,7 +81,7 @@ def plan(request: RunRequest) -> Plan:
         "model": {"arch": model, "pretrained": pretrained},
         "seed": request.seed,
         "hparams": hparams,
-        "budget": protocol.budget(),
+        "budget": budget,
     }
     return Plan(method_cls, dataset_cls, protocol, hparams, config, official=not unofficial)
 

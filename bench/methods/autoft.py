@@ -87,7 +87,6 @@ class AutoFT(Method):
     hparams = {
         "trials": HParam(30, "outer-loop trials (official: 500)"),
         "inner_steps": HParam(10, "AdamW steps per trial (official scripts: 10)"),
-        "ood_val_size": HParam(1000, "OOD-val examples scoring each trial (all if the split is smaller)"),
         "base_lr": HParam(lambda p: p.lr, "centre of the lr search range [1e-2, 1e2] x base_lr"),
     }
 
@@ -117,7 +116,7 @@ class AutoFT(Method):
 
         ctx, hp = self.ctx, self.hp
         train = ctx.data.role("train")
-        ood = ood_val_subset(ctx.data.role("ood_val"), int(hp["ood_val_size"]))
+        ood = ood_val_subset(ctx.data.role("ood_val"), ctx.protocol.ood_val_size)
         model = self._new_model()
         theta0 = clone_state(model)
         anchors = [p.detach().clone() for p in model.parameters() if p.requires_grad]

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from bench.errors import BenchError
 
 # Settings a user may override with --set (the run becomes unofficial); the rest are not tunable at all.
-OVERRIDABLE = ("steps", "batch_size", "eval_every", "warmup", "grad_clip", "eval_batch_size")
+OVERRIDABLE = ("steps", "batch_size", "eval_every", "warmup", "grad_clip", "eval_batch_size", "ood_val_size")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Protocol:
     eval_batch_size: int
     lr: float  # default learning rate; methods may scale it (LP-FT)
     weight_decay: float
+    ood_val_size: int = 1000  # OOD-val examples a searching method (AutoFT) scores each trial on; all if fewer
     seeds: tuple[int, ...] = (0, 1, 2)
     selection: str = "best checkpoint on id_val by the headline metric"
 
@@ -64,7 +65,7 @@ class Protocol:
             if key not in OVERRIDABLE:
                 raise BenchError(f"protocol setting {key!r} cannot be overridden; overridable: {', '.join(OVERRIDABLE)}")
             values[key] = coerce(key, value, getattr(self, key))
-            if key in ("steps", "batch_size", "eval_every", "eval_batch_size") and values[key] < (0 if key == "steps" else 1):
+            if key in ("steps", "batch_size", "eval_every", "eval_batch_size", "ood_val_size") and values[key] < (0 if key == "steps" else 1):
                 raise BenchError(f"--set {key}={value} is out of range; it must be {'>= 0' if key == 'steps' else '>= 1'}")
         return replace(self, **values)
 
