@@ -1,6 +1,7 @@
 """Dataset adapters: class names, prompt templates, split loading and the dataset's official metrics."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ class TensorSplit(torch.utils.data.Dataset):
         return self.images[i], self.labels[i]
 
 
-class DatasetAdapter:
+class DatasetAdapter(ABC):
     name: str = ""
     description: str = ""
     classnames: tuple[str, ...] = ()
@@ -38,8 +39,9 @@ class DatasetAdapter:
             self._cache[name] = self.load_split(name)
         return self._cache[name]
 
+    @abstractmethod
     def load_split(self, name: str) -> torch.utils.data.Dataset:
-        raise NotImplementedError  # every adapter defines how its splits are read
+        """Read one split (by the protocol's split name), preprocessed for the model."""
 
     def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Official metrics of one split from its logits; subclasses add their own (e.g. WILDS evaluators)."""
