@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"), help="dataset folder root (env BENCH_DATA_ROOT)")
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--reduced", action="store_true", help="the protocol's documented quick budget (unofficial)")
     search = run.add_argument_group("search budget (AutoFT)")
     search.add_argument("--trials", type=int, help="outer-loop trials in total (= --set trials=N)")
     search.add_argument("--inner-steps", type=int, help="inner fine-tuning steps per trial (= --set inner_steps=N)")
@@ -43,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list methods, datasets and models")
     ls.add_argument("what", nargs="?", choices=["methods", "datasets", "models", "all"], default="all")
     ls.add_argument("--plugin", action="append", default=[], help="a .py file that registers extra methods")
+
+    data = sub.add_parser("data", help="check dataset folders or download the WILDS datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    chk = data_sub.add_parser("check", help="per dataset and split: present / missing / malformed, sizes, how to get it")
+    chk.add_argument("datasets", nargs="*", help="dataset names (default: all)")
+    chk.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
+    dl = data_sub.add_parser("download", help="download iwildcam or fmow with the wilds package (needs network)")
+    dl.add_argument("dataset")
+    dl.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
 
     lb = sub.add_parser("leaderboard", help="regenerate the leaderboard markdown from the run store")
     lb.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
@@ -63,7 +73,7 @@ def cmd_run(args) -> int:
         request = RunRequest(method=args.method, dataset=args.dataset, seed=seed, model=args.model,
                              pretrained=args.pretrained, settings=settings, hparams_seed=args.hparams_seed,
                              out=args.out, force=args.force, data_root=args.data_root, device=args.device,
-                             storage=args.storage, search_only=args.search_only)
+                             storage=args.storage, search_only=args.search_only, reduced=args.reduced)
         reporter = None if args.quiet else RichReporter(f"{args.method} on {args.dataset} seed {seed}")
         record, status = execute(request, reporter)
         print_summary(record, status)
@@ -81,6 +91,21 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from bench.cli_output import console, print_data_check
+    from bench.data_cli import check, download
+
+    if args.data_command == "download":
+        root = download(args.dataset, args.data_root)
+        console.print(f"downloaded {args.dataset} into {root}")
+        return 0
+    from bench.datasets import DATASETS
+
+    rows = check(args.datasets or DATASETS.names(), args.data_root)
+    print_data_check(rows)
+    return 0 if all(r["status"] in ("present", "embedded") for r in rows) else 1
+
+
 def cmd_leaderboard(args) -> int:
     from bench.cli_output import console
     from bench.leaderboard import write_leaderboard
@@ -93,9 +118,13 @@ def cmd_leaderboard(args) -> int:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard}[args.command](args)
+        commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "data": cmd_data}
+        return commands[args.command](args)
     except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if "Original Traceback" in message:  # re-raised from a DataLoader worker: keep the original line
+            message = message.strip().splitlines()[-1].split("BenchError: ", 1)[-1]
+        print(f"bench: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)

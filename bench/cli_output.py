@@ -118,3 +118,15 @@ def print_listing(what: str) -> None:
         console.print(table)
         if what == "all":
             console.print(f"[dim]{len(list_architectures())} architectures in all: `bench list models`[/dim]")
+
+
+def print_data_check(rows: list[dict]) -> None:
+    table = Table(title="datasets on disk")
+    for column in ("dataset", "split", "status", "count", "expected", "note"):
+        table.add_column(column)
+    colour = {"present": "green", "embedded": "green", "missing": "yellow", "malformed": "red"}
+    for r in rows:
+        table.add_row(r["dataset"], r["split"], f"[{colour[r['status']]}]{r['status']}[/]",
+                      "" if r["count"] is None else str(r["count"]), "" if r["expected"] is None else str(r["expected"]),
+                      r["note"])
+    console.print(table)

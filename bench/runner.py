@@ -38,6 +38,7 @@ class RunRequest:
     data_root: Path | None = None
     device: str | None = None
     storage: str | None = None  # Optuna storage URL for searches (AutoFT); default: a journal in the run folder
+    reduced: bool = False  # the protocol's documented quick budget (marks the run unofficial)
     search_only: bool = False  # contribute search trials, then stop without the final fine-tune
 
 
@@ -61,6 +62,10 @@ def plan(request: RunRequest) -> Plan:
         raise BenchError(f"data folder {request.data_root} does not exist; pass --data-root with the folder holding {request.dataset}")
     base = dataset_cls.protocol
     hp_over, proto_over = split_overrides(parse_assignments(request.settings), method_cls, base)
+    if request.reduced:
+        if not base.reduced:
+            raise BenchError(f"protocol {base.id} has no reduced budget; use --set steps=N for a quick run")
+        proto_over = {**dict(base.reduced), **proto_over}
     protocol = base.with_overrides(proto_over)
     hparams = resolve_hparams(method_cls, protocol, hp_over, request.hparams_seed)
     model = request.model or protocol.model

@@ -17,8 +17,9 @@ def store(tmp_path) -> Path:
     return tmp_path / "runs"
 
 
-def run_method(method, store, seed=0, settings=(), **kwargs):
+def run_method(method, store, seed=0, settings=(), base_settings=True, **kwargs):
     from bench.runner import RunRequest, execute
 
-    request = RunRequest(method=method, seed=seed, out=store, settings=list(TINY) + list(settings), **kwargs)
+    request = RunRequest(method=method, seed=seed, out=store, settings=(list(TINY) if base_settings else []) + list(settings),
+                         **kwargs)
     return execute(request)

@@ -21,6 +21,9 @@ class TensorSplit(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.images[i], self.labels[i]
 
+    def subset(self, idx: torch.Tensor) -> "TensorSplit":
+        return TensorSplit(self.images[idx], self.labels[idx])
+
 
 class DatasetAdapter(ABC):
     name: str = ""
@@ -43,9 +46,14 @@ class DatasetAdapter(ABC):
     def load_split(self, name: str) -> torch.utils.data.Dataset:
         """Read one split (by the protocol's split name), preprocessed for the model."""
 
-    def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        """Official metrics of one split from its logits; subclasses add their own (e.g. WILDS evaluators)."""
+    def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
+        """Official metrics of one split (or, with its metadata, a subset of it) from its logits."""
         return {"acc": accuracy(logits, labels)}
+
+
+def format_prompt(template: str, name: str) -> str:
+    """Fill a prompt template: `{}` is the class name, `{article}` its indefinite article."""
+    return template.format(name, article="an" if name[:1].lower() in "aeiou" else "a")
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.config import HParam, seed_hash
-from bench.datasets.base import TensorSplit
 from bench.methods import register_method
 from bench.methods.autoft_losses import LOSS_NAMES, learned_loss
 from bench.methods.base import ALPHA_GRID, Method
@@ -58,9 +57,7 @@ def ood_val_subset(split, size: int):
     if size >= len(split):
         return split
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed_hash("ood_val_subset", size)))[:size]
-    if isinstance(split, TensorSplit):
-        return TensorSplit(split.images[idx], split.labels[idx])
-    return torch.utils.data.Subset(split, idx.tolist())
+    return split.subset(idx)
 
 
 def suggest(trial, base_lr: float) -> dict:
@@ -141,7 +138,8 @@ class AutoFT(Method):
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 return float("-inf")  # a diverged objective scores worst; the search goes on
             logits, labels = predict(model, ood, protocol.eval_batch_size, ctx.device, ctx.autocast_dtype)
-            return float(ctx.dataset.metrics(protocol.ood_val_split, logits, labels)[protocol.metric])
+            metrics = ctx.dataset.metrics(protocol.ood_val_split, logits, labels, getattr(ood, "metadata", None))
+            return float(metrics[protocol.metric])
 
         storage = S.make_storage(getattr(ctx, "storage", None), folder.work)
         study_name = f"autoft-{folder.final.name}"

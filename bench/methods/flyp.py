@@ -21,7 +21,9 @@ from bench.methods.base import ALPHA_GRID, Method
 
 def class_prompt_tokens(tokenizer, classnames, templates) -> torch.Tensor:
     """(num_classes, num_templates, context) token ids of every class in every template."""
-    texts = [t.format(c) for c in classnames for t in templates]
+    from bench.datasets.base import format_prompt
+
+    texts = [format_prompt(t, c) for c in classnames for t in templates]
     tokens = tokenizer(texts)
     return tokens.view(len(classnames), len(templates), -1)
 

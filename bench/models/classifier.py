@@ -25,8 +25,11 @@ def zero_shot_weights(clip: nn.Module, tokenizer, classnames, templates, device)
     """(num_classes, embed_dim) class prototypes scaled by CLIP's temperature (WiSE-FT's template head)."""
     from bench.models import open_clip_module
 
+    from bench.datasets.base import format_prompt
+
     oc = open_clip_module()
-    prototypes = oc.build_zero_shot_classifier(clip, tokenizer, list(classnames), list(templates), device=device)
+    prompts = [lambda name, t=t: format_prompt(t, name) for t in templates]
+    prototypes = oc.build_zero_shot_classifier(clip, tokenizer, list(classnames), prompts, device=device)
     with torch.no_grad():
         return (clip.logit_scale.exp() * prototypes.T).float().cpu()
 

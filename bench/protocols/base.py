@@ -41,6 +41,7 @@ class Protocol:
     eval_batch_size: int
     lr: float  # default learning rate; methods may scale it (LP-FT)
     weight_decay: float
+    reduced: tuple = ()  # (key, value) overrides of the documented quick budget (`--reduced`; runs are unofficial)
     ood_val_size: int = 1000  # OOD-val examples a searching method (AutoFT) scores each trial on; all if fewer
     seeds: tuple[int, ...] = (0, 1, 2)
     selection: str = "best checkpoint on id_val by the headline metric"

@@ -1,0 +1,194 @@
+"""WILDS iWildCam (v2.0) and FMoW (v1.1) through the `wilds` package: its split logic, metadata and official
+evaluators; images are read by bench (one-line errors for corrupt files). `import wilds` asks PyPI for a newer
+version in a background thread, so it is imported only when a WILDS dataset is actually used.
+
+FMoW's group metrics call `torch_scatter`, which `wilds` does not declare and which PyPI ships only as source;
+`avg_over_groups` is replaced by a pure-torch equivalent (index_add_), tested to give the same numbers as a direct
+computation.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from abc import abstractmethod
+from pathlib import Path
+
+import torch
+
+from bench.datasets.base import DatasetAdapter
+from bench.datasets.transforms import FileSplit, clip_transform
+from bench.errors import BenchError
+from bench.protocols.wilds_protocols import FMOW, IWILDCAM
+
+SPLITS = {"train": "train", "id_val": "id_val", "id_test": "id_test", "ood_val": "val", "ood_test": "test"}
+IWILDCAM_TEMPLATES = ("a photo of {}.", "{} in the wild.")
+
+
+FMOW_TEMPLATES = (
+    "satellite photo of a {}.", "aerial photo of a {}.", "satellite photo of {article} {}.", "aerial photo of {article} {}.",
+    *(f"{kind} photo of a {{}} in {where}." for where in ("asia", "africa", "the americas", "europe", "oceania")
+      for kind in ("satellite", "aerial")),
+    "a photo of a {}.", "{}.",
+)
+
+
+def avg_over_groups(v: torch.Tensor, g: torch.Tensor, n_groups: int):
+    """Mean of v per group index in [0, n_groups) and the group counts (what wilds does with torch_scatter)."""
+    assert v.device == g.device and v.numel() == g.numel()
+    counts = torch.zeros(n_groups, device=g.device, dtype=torch.float).index_add_(0, g, torch.ones_like(g, dtype=torch.float))
+    sums = torch.zeros(n_groups, device=v.device, dtype=torch.float).index_add_(0, g, v.float())
+    return sums / counts.clamp_min(1), counts
+
+
+def _patch_wilds_group_means() -> None:
+    try:
+        import torch_scatter  # noqa: F401  (the compiled original is there: keep it)
+        return
+    except ImportError:
+        pass
+    from wilds.common import utils
+    from wilds.common.metrics import all_metrics, loss, metric
+
+    for module in (utils, all_metrics, loss, metric):
+        module.avg_over_groups = avg_over_groups
+
+
+def data_root(root: Path | None) -> Path:
+    root = root or os.environ.get("BENCH_DATA_ROOT")
+    if not root:
+        raise BenchError("this dataset needs its files: pass --data-root DIR (or set BENCH_DATA_ROOT); `bench data check` lists what is expected")
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchError(f"data folder {root} does not exist; pass --data-root with the folder that holds the datasets")
+    return root
+
+
+class WildsAdapter(DatasetAdapter):
+    wilds_name = ""
+    version = ""
+
+    def __init__(self, model_info, data_root_dir=None):
+        super().__init__(model_info, data_root_dir)
+        self._wilds = None
+
+    @property
+    def folder(self) -> Path:
+        return data_root(self.data_root) / f"{self.wilds_name}_v{self.version}"
+
+    def wilds_dataset(self):
+        if self._wilds is None:
+            folder = self.folder
+            if not (folder / f"RELEASE_v{self.version}.txt").is_file():
+                raise BenchError(f"{self.wilds_name} v{self.version} is not in {folder} (no RELEASE_v{self.version}.txt); "
+                                 f"run `bench data download {self.name} --data-root {folder.parent}` or `bench data check`")
+            import wilds
+
+            _patch_wilds_group_means()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    self._wilds = wilds.get_dataset(dataset=self.wilds_name, version=self.version,
+                                                    root_dir=str(folder.parent), download=False)
+            except (KeyError, AssertionError, ValueError, TypeError, FileNotFoundError) as exc:
+                raise BenchError(f"{self.wilds_name} metadata in {folder} is malformed ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); re-download it")
+        return self._wilds
+
+    def split_indices(self, name: str) -> torch.Tensor:
+        ds = self.wilds_dataset()
+        return torch.from_numpy((ds.split_array == ds.split_dict[SPLITS[name]]).nonzero()[0])
+
+    @abstractmethod
+    def image_path(self, index: int) -> Path:
+        """Where the image of dataset row `index` lives."""
+
+    def load_split(self, name: str):
+        if name not in SPLITS:
+            raise BenchError(f"{self.name} has no split {name!r}; splits: {', '.join(SPLITS)}")
+        ds = self.wilds_dataset()
+        idx = self.split_indices(name)
+        if len(idx) == 0:
+            raise BenchError(f"{self.name} split {name!r} ({SPLITS[name]}) is empty in {self.folder}; the metadata is incomplete")
+        split = FileSplit([self.image_path(int(i)) for i in idx], ds.y_array[idx],
+                          clip_transform(self.model_info, train=name == "train"))
+        split.metadata = ds.metadata_array[idx]
+        return split
+
+    def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
+        metadata = self.split(split).metadata if metadata is None else metadata
+        with warnings.catch_warnings():  # wilds warns about empty year groups in small splits; harmless
+            warnings.simplefilter("ignore", UserWarning)
+            results, _ = self.wilds_dataset().eval(logits.argmax(1), labels, metadata)
+        return {key: float(value) * 100.0 if "count" not in key else float(value) for key, value in results.items()}
+
+
+    expected_sizes: dict[str, int] = {}
+    download_size = ""
+
+    def check(self) -> list[dict]:
+        """Per split: status (present / missing / malformed), count, expected count, and what to do."""
+        hint = f"bench data download {self.name} --data-root DIR ({self.download_size})"
+        try:
+            ds = self.wilds_dataset()
+        except BenchError as exc:
+            status = "missing" if "is not in" in str(exc) or "does not exist" in str(exc) or "--data-root" in str(exc) else "malformed"
+            return [{"split": split, "status": status, "count": None, "expected": self.expected_sizes.get(split),
+                     "note": str(exc) if status == "malformed" else hint} for split in SPLITS]
+        rows = []
+        for split in SPLITS:
+            idx = self.split_indices(split)
+            absent = [p for p in (self.image_path(int(i)) for i in idx) if not p.is_file()]
+            rows.append({"split": split, "status": "malformed" if absent or len(idx) == 0 else "present",
+                         "count": len(idx), "expected": self.expected_sizes.get(split),
+                         "note": f"{len(absent)} image files missing, e.g. {absent[0]}" if absent else
+                                 ("no examples" if len(idx) == 0 else "")})
+        return rows
+
+
+class IWildCam(WildsAdapter):
+    description = "WILDS iWildCam v2.0: camera-trap species, new camera locations as the shift (macro-F1)"
+    wilds_name, version = "iwildcam", "2.0"
+    templates = IWILDCAM_TEMPLATES
+    protocol = IWILDCAM
+    expected_sizes = {"train": 129809, "id_val": 7314, "id_test": 8154, "ood_val": 14961, "ood_test": 42791}
+    download_size = "11 GB download, 25 GB on disk"
+
+    @property
+    def classnames(self) -> tuple[str, ...]:
+        """Lower-cased species names from the release's categories.csv (columns y and name), in label order."""
+        import pandas as pd
+
+        path = self.folder / "categories.csv"
+        if not path.is_file():
+            raise BenchError(f"{path} is missing: iWildCam's class names come from it; re-download the dataset")
+        table = pd.read_csv(path)
+        if not {"y", "name"} <= set(table.columns):
+            raise BenchError(f"{path} lacks the columns y and name; re-download the dataset")
+        names = dict(zip(table["y"].astype(int), table["name"].astype(str).str.lower()))
+        n = int(self.wilds_dataset().n_classes)
+        missing = [y for y in range(n) if y not in names]
+        if missing:
+            raise BenchError(f"{path} has no name for classes {missing[:5]}; re-download the dataset")
+        return tuple(names[y] for y in range(n))
+
+    def image_path(self, index: int) -> Path:
+        return self.folder / "train" / self.wilds_dataset()._input_array[index]
+
+
+class FMoW(WildsAdapter):
+    description = "WILDS FMoW v1.1: satellite land use, later years and regions as the shift (worst-region acc.)"
+    wilds_name, version = "fmow", "1.1"
+    templates = FMOW_TEMPLATES
+    protocol = FMOW
+    expected_sizes = {"train": 76863, "id_val": 11483, "id_test": 11327, "ood_val": 19915, "ood_test": 22108}
+    download_size = "about 50 GB"
+
+    @property
+    def classnames(self) -> tuple[str, ...]:
+        # WILDS' own 62 category names, with spaces for the prompts (FLYP's captions keep the underscores)
+        from wilds.datasets.fmow_dataset import categories
+
+        return tuple(c.replace("_", " ") for c in categories)
+
+    def image_path(self, index: int) -> Path:
+        return self.folder / "images" / f"rgb_img_{self.wilds_dataset().full_idxs[index]}.png"

@@ -1,0 +1,66 @@
+"""Tiny dataset folders in the real on-disk formats (see shared/reference/data-and-environment.md)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _image(path: Path, rng, size=(40, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def _csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def make_iwildcam(root: Path, seed: int = 0) -> Path:
+    """root/iwildcam_v2.0 with 3 species, 4 locations; every split non-empty."""
+    rng = np.random.default_rng(seed)
+    folder = root / "iwildcam_v2.0"
+    folder.mkdir(parents=True)
+    (folder / "RELEASE_v2.0.txt").write_text("fixture\n")
+    plan = [("train", 48, (0, 1)), ("id_val", 12, (0, 1)), ("id_test", 12, (0, 1)), ("val", 12, (2,)), ("test", 15, (3,))]
+    rows, n = [], 0
+    for split, count, locations in plan:
+        for i in range(count):
+            rows.append([split, f"img_{n:04d}.jpg", n % 3, locations[i % len(locations)], n,
+                         f"2013-06-{1 + i % 28:02d} 0{i % 10}:00:00.000"])
+            _image(folder / "train" / f"img_{n:04d}.jpg", rng)
+            n += 1
+    _csv(folder / "metadata.csv", ["split", "filename", "y", "location_remapped", "sequence_remapped", "datetime"], rows)
+    _csv(folder / "categories.csv", ["y", "category_id", "name"], [[0, 0, "Empty"], [1, 3, "Tayassu Pecari"], [2, 7, "Meleagris Ocellata"]])
+    return folder
+
+
+FMOW_PLAN = [  # split, year, count, country
+    ("train", 2010, 40, "USA"), ("train", 2011, 20, "FRA"), ("val", 2011, 8, "CHN"), ("test", 2012, 8, "NGA"),
+    ("val", 2014, 10, "AUS"), ("test", 2016, 6, "USA"), ("test", 2017, 6, "FRA"), ("test", 2016, 4, "CHN"),
+    ("test", 2016, 4, "XXX"), ("seq", 2012, 3, "USA"), ("train", 2014, 2, "USA"),
+]
+
+
+def make_fmow(root: Path, seed: int = 0) -> Path:
+    """root/fmow_v1.1: 4 categories, regions Americas/Europe/Asia/Africa/Oceania/Other; images for every row."""
+    from wilds.datasets.fmow_dataset import categories
+
+    rng = np.random.default_rng(seed)
+    folder = root / "fmow_v1.1"
+    (folder / "images").mkdir(parents=True)
+    (folder / "RELEASE_v1.1.txt").write_text("fixture\n")
+    rows, n = [], 0
+    for split, year, count, country in FMOW_PLAN:
+        for i in range(count):
+            rows.append([split, categories[(n * 7) % 4], country, f"{year}-0{1 + i % 9}-01T10:30:00Z"])
+            _image(folder / "images" / f"rgb_img_{n}.png", rng, size=(32, 32))
+            n += 1
+    _csv(folder / "rgb_metadata.csv", ["split", "category", "country_code", "timestamp"], rows)
+    _csv(folder / "country_code_mapping.csv", ["alpha-3", "region"],
+         [["USA", "Americas"], ["FRA", "Europe"], ["CHN", "Asia"], ["NGA", "Africa"], ["AUS", "Oceania"]])
+    return folder

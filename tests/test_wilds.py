@@ -1,0 +1,143 @@
+"""WILDS iWildCam and FMoW on fixture folders in the real formats, with the project's tiny model."""
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from bench.datasets.wilds_data import FMoW, IWildCam, avg_over_groups
+from bench.errors import BenchError
+from bench.models import load_clip
+from conftest import run_method
+from fixtures import make_fmow, make_iwildcam
+
+TINY_REAL = ["steps=4", "eval_every=2", "batch_size=8", "warmup=1", "eval_batch_size=16"]
+ALL_METHODS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "wiseft", "flyp", "ftp", "autoft"]
+EXTRA = {"autoft": ["trials=2", "inner_steps=1", "ood_val_size=5"], "lp": ["c_steps=3"], "lpft": ["c_steps=3"]}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_iwildcam(root)
+    make_fmow(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def info():
+    return load_clip("bench-tinyclip", "tinyshift")[1]
+
+
+def _run(method, dataset, data_root, store):
+    return run_method(method, store, dataset=dataset, data_root=data_root, model="bench-tinyclip",
+                      pretrained="tinyshift", settings=TINY_REAL + EXTRA.get(method, []), base_settings=False)
+
+
+@pytest.mark.parametrize("dataset", ["iwildcam", "fmow"])
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_every_method_runs_on_fixture_wilds_data(method, dataset, data_root, tmp_path):
+    record, status = _run(method, dataset, data_root, tmp_path / "runs")
+    metric = {"iwildcam": "F1-macro_all", "fmow": "acc_worst_region"}[dataset]
+    assert status == "done" and record["metric"] == metric
+    assert set(record["metrics"]) == {"id_val", "ood_val", "id_test", "ood_test"}
+    assert all(metric in m and "acc_avg" in m for m in record["metrics"].values())
+    assert record["summary"]["ood_avg"] == record["metrics"]["ood_test"][metric]
+    assert "ood_test" not in record["data_access"].get("train", [])
+    assert record["official"] is False and record["model"]["arch"] == "bench-tinyclip"
+
+
+def test_iwildcam_metrics_equal_sklearn_macro_f1_over_present_classes(data_root, info):
+    ds = IWildCam(info, data_root)
+    split = ds.split("ood_test")
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(len(split), len(ds.classnames), generator=g)
+    ours = ds.metrics("ood_test", logits, split.labels)
+    y, pred = split.labels.numpy(), logits.argmax(1).numpy()
+    assert ours["F1-macro_all"] == pytest.approx(100 * f1_score(y, pred, average="macro", labels=np.unique(y)))
+    assert ours["acc_avg"] == pytest.approx(100 * (y == pred).mean())
+    assert ds.classnames == ("empty", "tayassu pecari", "meleagris ocellata")
+
+
+def test_fmow_worst_region_equals_a_direct_computation_without_torch_scatter(data_root, info):
+    ds = FMoW(info, data_root)
+    split = ds.split("ood_test")
+    logits = torch.randn(len(split), 62, generator=torch.Generator().manual_seed(1))
+    ours = ds.metrics("ood_test", logits, split.labels)
+    regions = ds.wilds_dataset().metadata_map["region"]
+    region_of = split.metadata[:, 0].numpy()
+    correct = (logits.argmax(1) == split.labels).numpy()
+    per_region = {regions[r]: correct[region_of == r].mean() for r in np.unique(region_of) if regions[r] != "Other"}
+    assert ours["acc_worst_region"] == pytest.approx(100 * min(per_region.values()))
+    assert len(split) == 20 and ds.classnames[1] == "airport hangar"
+
+
+def test_pure_torch_group_means():
+    v = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])
+    g = torch.tensor([0, 0, 2, 2, 2])
+    means, counts = avg_over_groups(v, g, 4)
+    assert means.tolist() == pytest.approx([0.5, 0.0, 2 / 3, 0.0]) and counts.tolist() == [2, 0, 3, 0]
+
+
+def test_missing_and_malformed_folders_name_what_is_wrong(tmp_path, info):
+    with pytest.raises(BenchError, match="pass --data-root"):
+        IWildCam(info, None).split("train")
+    with pytest.raises(BenchError, match="no RELEASE_v2.0.txt.*bench data download iwildcam"):
+        IWildCam(info, tmp_path).split("train")
+    folder = make_iwildcam(tmp_path / "a")
+    text = (folder / "metadata.csv").read_text().replace("location_remapped", "where")
+    (folder / "metadata.csv").write_text(text)
+    with pytest.raises(BenchError, match="metadata in .* is malformed"):
+        IWildCam(info, tmp_path / "a").split("train")
+    folder = make_iwildcam(tmp_path / "b")
+    (folder / "categories.csv").unlink()
+    with pytest.raises(BenchError, match="categories.csv is missing"):
+        IWildCam(info, tmp_path / "b").classnames
+    (folder / "train" / "img_0000.jpg").write_bytes(b"broken")
+    with pytest.raises(BenchError, match="img_0000.jpg is corrupt"):
+        IWildCam(info, tmp_path / "b").split("train")[0]
+
+
+def test_data_check_reports_present_missing_and_malformed(data_root, tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["data", "check", "iwildcam", "fmow", "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("present") == 10 and "129809" in out
+    assert main(["data", "check", "iwildcam", "--data-root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "missing" in out and "bench data download" in out
+    folder = make_iwildcam(tmp_path / "broken")
+    (folder / "train" / "img_0003.jpg").unlink()
+    assert main(["data", "check", "iwildcam", "--data-root", str(tmp_path / "broken")]) == 1
+    out = capsys.readouterr().out
+    assert "malformed" in out and "1 image files missing" in out
+
+
+def test_data_download_uses_the_wilds_downloader_and_refuses_others(tmp_path, monkeypatch, capsys):
+    import wilds
+
+    from bench.cli import main
+
+    calls = []
+    monkeypatch.setattr(wilds, "get_dataset", lambda **kw: calls.append(kw))
+    assert main(["data", "download", "fmow", "--data-root", str(tmp_path)]) == 0
+    assert calls == [{"dataset": "fmow", "root_dir": str(tmp_path), "download": True}]
+
+    def offline(**kw):
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(wilds, "get_dataset", offline)
+    assert main(["data", "download", "iwildcam", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "downloading iwildcam" in err and "ConnectionError" in err and len(err.strip().splitlines()) == 1
+    assert main(["data", "download", "imagenet", "--data-root", str(tmp_path)]) == 2
+
+
+def test_reduced_budget_is_documented_and_unofficial(data_root, tmp_path):
+    from bench.runner import RunRequest, plan
+
+    p = plan(RunRequest(method="ft", dataset="iwildcam", data_root=data_root, reduced=True))
+    assert p.protocol.steps == 2 * 507 and p.official is False
+    full = plan(RunRequest(method="ft", dataset="iwildcam", data_root=data_root))
+    assert full.protocol.steps == 20 * 507 and full.official is True
+    assert full.config["model"] == {"arch": "ViT-B-16", "pretrained": "openai"}
