@@ -64,3 +64,19 @@ def make_fmow(root: Path, seed: int = 0) -> Path:
     _csv(folder / "country_code_mapping.csv", ["alpha-3", "region"],
          [["USA", "Americas"], ["FRA", "Europe"], ["CHN", "Asia"], ["NGA", "Africa"], ["AUS", "Oceania"]])
     return folder
+
+
+def make_domainnet(root: Path, classes=("aircraft_carrier", "apple", "zebra"), per_split=(8, 3), seed: int = 0) -> Path:
+    """root/domainnet/<domain>/<class>/*.jpg and <domain>_{train,test}.txt for real, quickdraw and 4 test domains."""
+    rng = np.random.default_rng(seed)
+    folder = root / "domainnet"
+    for domain in ("real", "quickdraw", "sketch", "painting", "clipart", "infograph"):
+        for split, count in zip(("train", "test"), per_split):
+            lines = []
+            for y, name in enumerate(classes):
+                for i in range(count):
+                    rel = f"{domain}/{name}/{name}_{split}_{i:03d}.jpg"
+                    _image(folder / rel, rng)
+                    lines.append(f"{rel} {y}")
+            (folder / f"{domain}_{split}.txt").write_text("\n".join(lines) + "\n")
+    return folder
