@@ -22,10 +22,6 @@ def check(names: list[str], root: Path | None) -> list[dict]:
     rows = []
     for name in names:
         adapter = _adapter(name, root)
-        if not hasattr(adapter, "check"):
-            rows.append({"dataset": name, "split": "all", "status": "embedded", "count": None, "expected": None,
-                         "note": "generated in memory; nothing to download"})
-            continue
         rows.extend({"dataset": name, **row} for row in adapter.check())
     return rows
 

@@ -3,6 +3,7 @@ let the method train under the protocol, evaluate every variant on every split, 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -60,6 +61,9 @@ def plan(request: RunRequest) -> Plan:
     dataset_cls = DATASETS.get(request.dataset)
     if request.data_root is not None and not Path(request.data_root).is_dir():
         raise BenchError(f"data folder {request.data_root} does not exist; pass --data-root with the folder holding {request.dataset}")
+    if dataset_cls.needs_data_root and request.data_root is None and not os.environ.get("BENCH_DATA_ROOT"):
+        raise BenchError(f"{request.dataset} needs its files: pass --data-root DIR (or set BENCH_DATA_ROOT); "
+                         f"`bench data check {request.dataset} --data-root DIR` lists what is expected")
     base = dataset_cls.protocol
     hp_over, proto_over = split_overrides(parse_assignments(request.settings), method_cls, base)
     if request.reduced:
@@ -128,6 +132,8 @@ def build_context(p: Plan, request: RunRequest, cache_dir: Path | None, reporter
     clip, info = load_clip(arch, tag)
     tokenizer = open_clip_module().get_tokenizer(arch)
     dataset = p.dataset_cls(info, request.data_root)
+    if not dataset.classnames:  # reads the class list: a missing or malformed dataset fails before any folder is made
+        raise BenchError(f"{request.dataset} has no classes; run `bench data check {request.dataset}`")
     data = DataAccess(dataset, p.protocol, p.method_cls.requires)
     ctx = RunContext(p.protocol, dataset, data, clip, tokenizer, info, device, request.seed, cache_dir)
     ctx.storage = request.storage
@@ -176,6 +182,7 @@ def execute(request: RunRequest, reporter=None, stop_after: int | None = None) -
 
     t0 = time.perf_counter()
     data.open_for_final_evaluation()
+    model.eval()  # once: derived state (FLYP's text head) is then rebuilt per variant, not per split
     splits = [protocol.id_val_split, protocol.ood_val_split, *protocol.test_splits]
     variants = {}
     for name, alpha in method.variants().items():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,48 @@ def make_domainnet(root: Path, classes=("aircraft_carrier", "apple", "zebra"), p
                     lines.append(f"{rel} {y}")
             (folder / f"{domain}_{split}.txt").write_text("\n".join(lines) + "\n")
     return folder
+
+
+IMAGENET_WNIDS = [f"n{i:08d}" for i in range(1000)]
+
+
+def make_imagenet_family(root: Path, seed: int = 0) -> Path:
+    """All six ImageNet-family folders (1000 wnid folders; images only in the first 4 classes) and ImageNet-C."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    rng = np.random.default_rng(seed)
+    used = range(4)
+    for split, count in (("train", 14), ("val", 3)):
+        for i, wnid in enumerate(IMAGENET_WNIDS):
+            folder = root / "imagenet" / split / wnid
+            folder.mkdir(parents=True)
+            if i in used:
+                for k in range(count):
+                    _image(folder / f"{wnid}_{k}.JPEG", rng)
+    for k in used:
+        for j in range(2):
+            _image(root / "imagenetv2-matched-frequency-format-val" / str(k) / f"{j}.jpeg", rng)
+    for name, wnids in (("imagenet-r", [0, 1, 3]), ("imagenet-a", [1, 2])):
+        for k in wnids:
+            for j in range(2):
+                _image(root / name / IMAGENET_WNIDS[k] / f"{j}.jpg", rng)
+    for k in used:
+        _image(root / "sketch" / IMAGENET_WNIDS[k] / "s.JPEG", rng)
+    from bench.datasets.imagenet import CORRUPTIONS
+
+    for corruption in CORRUPTIONS:
+        for k in used:
+            _image(root / "imagenet-c" / corruption / "5" / IMAGENET_WNIDS[k] / "c.JPEG", rng)
+    # ObjectNet: two overlapping classes (one maps to two ImageNet classes) and one that does not overlap
+    on = root / "objectnet-1.0"
+    (on / "mappings").mkdir(parents=True)
+    labels = [f"{name}, label {i}" for i, name in enumerate(IMAGENET_CLASSNAMES)]
+    (on / "mappings" / "imagenet_to_label_2012_v2").write_text("\n".join(labels) + "\n")
+    (on / "mappings" / "folder_to_objectnet_label.json").write_text(json.dumps(
+        {"alarm_clock": "Alarm clock", "banana": "Banana", "zipper": "Zipper"}))
+    (on / "mappings" / "objectnet_to_imagenet_1k.json").write_text(json.dumps(
+        {"Alarm clock": f"{labels[0]}; {labels[2]}", "Banana": labels[3]}))
+    for folder in ("alarm_clock", "banana", "zipper"):
+        for j in range(3):
+            _image(on / "images" / folder / f"{j}.png", rng, size=(34, 34))
+    return root

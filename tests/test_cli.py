@@ -30,11 +30,12 @@ def run_cli(capsys, argv):
 BAD = [
     (["run", "--method", "fx"], "unknown method 'fx' (did you mean ft?)"),
     (["run", "--method", "ft", "--dataset", "tinyshfit"], "did you mean tinyshift"),
-    (["run", "--method", "autoft", "--dataset", "iwildcam"], "dataset 'iwildcam' is not available yet"),
+    (["run", "--method", "autoft", "--dataset", "iwildcam"], "iwildcam needs its files: pass --data-root DIR"),
     (["run", "--method", "ft", "--trials", "3"], "unknown setting 'trials' for method ft"),
     (["run", "--method", "autoft", "--storage", "nosuchdb://x"], "cannot open the AutoFT study storage"),
     (["run", "--method", "ft", "--storage", "x.journal"], "apply to methods that search"),
-    (["run", "--method", "ft", "--dataset", "iwildcam"], "dataset 'iwildcam' is not available yet"),
+    (["run", "--method", "ft", "--dataset", "imagenet", "--data-root", "/tmp", "--model", "bench-tinyclip",
+      "--pretrained", "tinyshift"], "ImageNet val folder /tmp/imagenet/val is missing"),
     (["run", "--method", "ft", "--model", "ViT-B-61"], "unknown model 'ViT-B-61' (did you mean"),
     (["run", "--method", "ft", "--model", "bench-tinyclip", "--pretrained", "laion"], "no pretrained tag 'laion'"),
     (["run", "--method", "ft", "--set", "lr"], "malformed --set 'lr'"),
@@ -101,7 +102,7 @@ def test_run_list_and_leaderboard_commands(capsys, tmp_path, filled_store):
     code, out, _ = run_cli(capsys, ["list", "methods"])
     assert code == 0 and "wiseft" in out and "autoft" in out and "flyp" in out
     code, out, _ = run_cli(capsys, ["list", "datasets"])
-    assert code == 0 and "tinyshift@1" in out and "not available yet" in out
+    assert code == 0 and "tinyshift@1" in out and "wilds-iwildcam@1" in out and "imagenet-shifts@1" in out
     target = tmp_path / "LB.md"
     code, out, _ = run_cli(capsys, ["leaderboard", "--runs", str(filled_store), "--out", str(target)])
     assert code == 0 and "| zeroshot" in target.read_text()

@@ -7,8 +7,7 @@ DATASETS.add("tinyshift", "bench.datasets.tinyshift:TinyShift")
 DATASETS.add("iwildcam", "bench.datasets.wilds_data:IWildCam")
 DATASETS.add("fmow", "bench.datasets.wilds_data:FMoW")
 DATASETS.add("domainnet", "bench.datasets.domainnet:DomainNet")
-for _name in ("imagenet",):
-    DATASETS.plan(_name, "the real benchmarks land with issue #4; use --dataset tinyshift meanwhile")
+DATASETS.add("imagenet", "bench.datasets.imagenet:ImageNet")
 
 
 def register_dataset(name: str):

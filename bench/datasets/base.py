@@ -31,6 +31,7 @@ class DatasetAdapter(ABC):
     classnames: tuple[str, ...] = ()
     templates: tuple[str, ...] = ()
     protocol = None  # the dataset's default Protocol
+    needs_data_root = True  # False only for the embedded testbed
 
     def __init__(self, model_info: ModelInfo, data_root: Path | None = None):
         self.model_info = model_info
@@ -45,6 +46,19 @@ class DatasetAdapter(ABC):
     @abstractmethod
     def load_split(self, name: str) -> torch.utils.data.Dataset:
         """Read one split (by the protocol's split name), preprocessed for the model."""
+
+    def check(self) -> list[dict]:
+        """Per protocol split: present / missing / malformed with its size, for `bench data check`."""
+        p = self.protocol
+        rows = []
+        for split in (p.train_split, p.id_val_split, p.id_test_split, p.ood_val_split, *p.ood_test_splits):
+            try:
+                rows.append({"split": split, "status": "present", "count": len(self.split(split)), "expected": None, "note": ""})
+            except Exception as exc:  # report every problem of every split, not just the first
+                message = str(exc)
+                status = "missing" if "missing" in message or "does not exist" in message or "--data-root" in message else "malformed"
+                rows.append({"split": split, "status": status, "count": None, "expected": None, "note": message})
+        return rows
 
     def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
         """Official metrics of one split (or, with its metadata, a subset of it) from its logits."""

@@ -16,6 +16,11 @@ class TinyShift(DatasetAdapter):
     classnames = data.CLASSNAMES
     templates = data.TEMPLATES
     protocol = TINYSHIFT
+    needs_data_root = False
+
+    def check(self) -> list[dict]:
+        return [{"split": "all", "status": "embedded", "count": None, "expected": None,
+                 "note": "rendered in memory from scikit-learn's digits; nothing to download"}]
 
     def load_split(self, name: str) -> TensorSplit:
         if name not in data.SPLITS:

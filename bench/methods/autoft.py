@@ -93,7 +93,7 @@ class AutoFT(Method):
 
     def _new_model(self) -> CLIPWithHead:
         ctx = self.ctx
-        tokens = class_prompt_tokens(ctx.tokenizer, ctx.dataset.classnames, ctx.dataset.templates)
+        tokens = class_prompt_tokens(ctx.tokenizer, ctx.dataset.classnames, ctx.templates)
         head = linear_head(ctx.zero_shot_weights())
         return CLIPWithHead(copy.deepcopy(ctx.clip).float(), head, tokens).to(ctx.device)
 

@@ -88,7 +88,7 @@ class FLYP(Method):
         ctx = self.ctx
         import copy
 
-        tokens = class_prompt_tokens(ctx.tokenizer, ctx.dataset.classnames, ctx.dataset.templates)
+        tokens = class_prompt_tokens(ctx.tokenizer, ctx.dataset.classnames, ctx.templates)
         return CLIPClassifier(copy.deepcopy(ctx.clip).float(), tokens).to(ctx.device)
 
     def loss(self, model, images, labels):

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from bench.errors import BenchError
 
 # Settings a user may override with --set (the run becomes unofficial); the rest are not tunable at all.
-OVERRIDABLE = ("steps", "batch_size", "eval_every", "warmup", "grad_clip", "eval_batch_size", "ood_val_size")
+OVERRIDABLE = ("steps", "batch_size", "eval_every", "warmup", "grad_clip", "eval_batch_size", "ood_val_size",
+               "prompts")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Protocol:
     lr: float  # default learning rate; methods may scale it (LP-FT)
     weight_decay: float
     reduced: tuple = ()  # (key, value) overrides of the documented quick budget (`--reduced`; runs are unofficial)
+    prompts: str = "default"  # prompt-template set; a smaller one (e.g. ImageNet's "simple") makes runs unofficial
     ood_val_size: int = 1000  # OOD-val examples a searching method (AutoFT) scores each trial on; all if fewer
     seeds: tuple[int, ...] = (0, 1, 2)
     selection: str = "best checkpoint on id_val by the headline metric"
@@ -74,7 +76,11 @@ class Protocol:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def budget(self) -> dict:
-        return {key: getattr(self, key) for key in OVERRIDABLE}
+        """The overridable settings a run depends on (the prompt set only when it is not the default)."""
+        out = {key: getattr(self, key) for key in OVERRIDABLE}
+        if out["prompts"] == "default":
+            del out["prompts"]
+        return out
 
 
 def protocol_dict(protocol: Protocol) -> dict:

@@ -28,13 +28,23 @@ class RunContext:
         self._zs_weights: torch.Tensor | None = None
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """The prompt templates the protocol selects (`prompts`: "default", or a smaller set some datasets offer)."""
+        from bench.errors import BenchError
+
+        sets = {"default": self.dataset.templates, **getattr(self.dataset, "template_sets", {})}
+        if self.protocol.prompts not in sets:
+            raise BenchError(f"{self.dataset.name} has no prompt set {self.protocol.prompts!r}; sets: {', '.join(sets)}")
+        return sets[self.protocol.prompts]
+
     def fused_kwargs(self) -> dict:
         return {"fused": True} if self.device.type == "cuda" else {}
 
     def _head_cache_file(self) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = json.dumps([self.model_info.as_dict(), list(self.dataset.classnames), list(self.dataset.templates)])
+        key = json.dumps([self.model_info.as_dict(), list(self.dataset.classnames), list(self.templates)])
         return self.cache_dir / "heads" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
     def zero_shot_weights(self) -> torch.Tensor:
@@ -49,7 +59,7 @@ class RunContext:
             if self._zs_weights is None:
                 self.clip.to(self.device)
                 self._zs_weights = zero_shot_weights(self.clip, self.tokenizer, self.dataset.classnames,
-                                                     self.dataset.templates, self.device)
+                                                     self.templates, self.device)
                 if cache is not None:
                     from bench.store import atomic_torch_save
 
