@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"), help="dataset folder root (env BENCH_DATA_ROOT)")
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--workers", type=int, help="DataLoader workers for on-disk data (default: 8 on a GPU, 0 on the CPU)")
     run.add_argument("--reduced", action="store_true", help="the protocol's documented quick budget (unofficial)")
     search = run.add_argument_group("search budget (AutoFT)")
     search.add_argument("--trials", type=int, help="outer-loop trials in total (= --set trials=N)")
@@ -73,7 +74,8 @@ def cmd_run(args) -> int:
         request = RunRequest(method=args.method, dataset=args.dataset, seed=seed, model=args.model,
                              pretrained=args.pretrained, settings=settings, hparams_seed=args.hparams_seed,
                              out=args.out, force=args.force, data_root=args.data_root, device=args.device,
-                             storage=args.storage, search_only=args.search_only, reduced=args.reduced)
+                             storage=args.storage, search_only=args.search_only, reduced=args.reduced,
+                             workers=args.workers)
         reporter = None if args.quiet else RichReporter(f"{args.method} on {args.dataset} seed {seed}")
         record, status = execute(request, reporter)
         print_summary(record, status)

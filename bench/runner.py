@@ -39,6 +39,7 @@ class RunRequest:
     data_root: Path | None = None
     device: str | None = None
     storage: str | None = None  # Optuna storage URL for searches (AutoFT); default: a journal in the run folder
+    workers: int | None = None  # DataLoader workers for on-disk data (default: 8 on a GPU, 0 on the CPU)
     reduced: bool = False  # the protocol's documented quick budget (marks the run unofficial)
     search_only: bool = False  # contribute search trials, then stop without the final fine-tune
 
@@ -135,7 +136,8 @@ def build_context(p: Plan, request: RunRequest, cache_dir: Path | None, reporter
     if not dataset.classnames:  # reads the class list: a missing or malformed dataset fails before any folder is made
         raise BenchError(f"{request.dataset} has no classes; run `bench data check {request.dataset}`")
     data = DataAccess(dataset, p.protocol, p.method_cls.requires)
-    ctx = RunContext(p.protocol, dataset, data, clip, tokenizer, info, device, request.seed, cache_dir)
+    workers = request.workers if request.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
+    ctx = RunContext(p.protocol, dataset, data, clip, tokenizer, info, device, request.seed, cache_dir, workers)
     ctx.storage = request.storage
     ctx.trial_reporter = getattr(reporter, "trial", None)
     return ctx, p.method_cls(p.hparams, ctx)
@@ -187,7 +189,7 @@ def execute(request: RunRequest, reporter=None, stop_after: int | None = None) -
     variants = {}
     for name, alpha in method.variants().items():
         model.load_state_dict(theta1 if alpha is None else interpolate(theta0, theta1, alpha))
-        metrics = evaluate(model, ctx, splits)
+        metrics = evaluate(model, ctx, splits, frozen=method.frozen_image_tower)
         variants[name] = {"alpha": alpha, "metrics": metrics, "summary": summarize(metrics, protocol)}
     timing["eval_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - started
@@ -214,6 +216,7 @@ def execute(request: RunRequest, reporter=None, stop_after: int | None = None) -
         "metrics": variants[reported]["metrics"],
         "summary": variants[reported]["summary"],
         "variants": variants,
+        "split_sizes": {name: len(data.get(name)) for name in splits},
         "method_info": {**search_info, **method.info()},
         "history": history,
         "timing": timing,

@@ -41,6 +41,7 @@ def check_record(record, method):
     assert set(record["data_access"].get("train", [])) <= allowed
     assert set(record["data_access"]["final_eval"]) == SPLITS
     assert record["seed"] == 0 and record["config"]["seed"] == 0
+    assert record["split_sizes"]["id_test"] == 300 and record["split_sizes"]["sketch"] == 300
 
 
 @pytest.mark.parametrize("method", BUILTINS + ["ls-ft"])
@@ -177,3 +178,20 @@ def test_unofficial_marking(store):
     assert record["official"] is False
     with pytest.raises(BenchError, match="unknown setting"):
         run_method("zeroshot", store, settings=["alpha=0.3"])
+
+
+def test_frozen_features_are_cached_across_seeds_and_methods(store, monkeypatch):
+    first, _ = run_method("zeroshot", store, seed=0)
+    cached = sorted((store / ".cache" / "features").glob("*.pt"))
+    assert len(cached) == len(SPLITS)
+    import bench.protocols.context as context
+
+    def no_forward_pass(*args, **kwargs):
+        raise AssertionError("features should have come from the cache")
+
+    monkeypatch.setattr(context, "predict", no_forward_pass)
+    second, _ = run_method("zeroshot", store, seed=1)
+    assert second["metrics"] == first["metrics"]
+    monkeypatch.undo()
+    run_method("lp", store, settings=["c_steps=3"])  # re-uses id_val's features; computes train's once
+    assert len(sorted((store / ".cache" / "features").glob("*.pt"))) == len(SPLITS) + 1  # + train

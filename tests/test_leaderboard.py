@@ -104,3 +104,21 @@ def test_committed_leaderboard_is_regenerated_from_the_committed_runs(tmp_path):
     """The committed LEADERBOARD.md is exactly what `bench leaderboard` makes of the committed runs/."""
     write_leaderboard(ROOT / "runs", tmp_path / "LEADERBOARD.md")
     assert (tmp_path / "LEADERBOARD.md").read_text() == (ROOT / "LEADERBOARD.md").read_text()
+
+
+def test_reported_rows_are_labelled_with_their_source_and_kept_apart(tmp_path, monkeypatch):
+    from bench.leaderboard import reported
+
+    record = fake_record("ft", 0, 50.0, [30] * 5)
+    record.update(dataset="iwildcam", protocol={"name": "wilds-iwildcam", "version": 1, "id": "wilds-iwildcam@1"},
+                  metric="F1-macro_all", metrics={"id_test": {"F1-macro_all": 50.0}, "ood_test": {"F1-macro_all": 30.0}},
+                  summary={"id": 50.0, "ood": {"ood_test": 30.0}, "ood_avg": 30.0})
+    fill(tmp_path, [record])
+    text, _ = leaderboard_markdown(tmp_path)
+    assert "Reported by the papers: no row yet" in text
+    monkeypatch.setattr(reported, "REPORTED", (reported.Reported(
+        "iwildcam", "wilds-iwildcam@1", "FT", "ViT-B-16 (openai)", 48.1, (("ood_test", 35.0),), "Paper X, Table 1"),))
+    text, _ = leaderboard_markdown(tmp_path)
+    line = next(l for l in text.splitlines() if l.startswith("| reported: FT"))
+    assert "48.1" in line and "35.0" in line and "Paper X, Table 1" in line
+    assert "| ft " in text  # the measured row is still there, separately

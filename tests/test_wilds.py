@@ -141,3 +141,18 @@ def test_reduced_budget_is_documented_and_unofficial(data_root, tmp_path):
     full = plan(RunRequest(method="ft", dataset="iwildcam", data_root=data_root))
     assert full.protocol.steps == 20 * 507 and full.official is True
     assert full.config["model"] == {"arch": "ViT-B-16", "pretrained": "openai"}
+
+
+def test_readme_real_benchmark_flow_on_fixture_folders(data_root, tmp_path, capsys):
+    """data check -> run (3 seeds) -> leaderboard, through the CLI, as README's 'Real benchmarks' shows."""
+    from bench.cli import main
+
+    assert main(["data", "check", "iwildcam", "--data-root", str(data_root)]) == 0
+    sets = [x for s in TINY_REAL for x in ("--set", s)]
+    argv = ["run", "--method", "ft", "--dataset", "iwildcam", "--data-root", str(data_root), "--seed", "0", "1", "2",
+            "--model", "bench-tinyclip", "--pretrained", "tinyshift", "--out", str(tmp_path / "runs"), "--quiet"]
+    assert main(argv + sets) == 0
+    assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "LB.md")]) == 0
+    page = (tmp_path / "LB.md").read_text()
+    assert "## iwildcam — protocol wilds-iwildcam@1, model bench-tinyclip (tinyshift) — UNOFFICIAL" in page
+    assert "F1-macro_all" in page and "| ft " in page and "Reported by the papers: no row yet" in page

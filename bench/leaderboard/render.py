@@ -24,6 +24,25 @@ def results_table(section: Section) -> str:
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True, colalign=["left"] + ["right"] * (len(headers) - 1))
 
 
+def reported_table(section: Section) -> list[str]:
+    from bench.leaderboard.reported import reported_for
+
+    rows = reported_for(section.protocol)
+    if section.dataset == "tinyshift":
+        return []
+    if not rows:
+        return ["Reported by the papers: no row yet; only numbers verified against the papers are shown "
+                "(see bench/leaderboard/reported.py).", ""]
+    m = section.metric
+    headers = ["reported (not measured here)", "model", f"ID {section.id_split} {m}",
+               *[f"{s} {m}" for s in section.ood_splits], "source"]
+    body = [[f"reported: {r.method}", r.model, f"{r.id_metric:.1f}",
+             *[f"{dict(r.ood_metrics)[s]:.1f}" if s in dict(r.ood_metrics) else "–" for s in section.ood_splits],
+             r.source] for r in rows]
+    return ["Reported by the papers (their code, data copies and budgets; not comparable run for run):", "",
+            tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
+
+
 def timing_table(section: Section) -> str:
     headers = ["method", "n", "setup s", "search s", "train s", "eval s", "total s", "train images/s", "device"]
     body = []
@@ -62,6 +81,7 @@ def render(sections: list[Section], protocols: dict, n_runs: int, incomplete: in
                   "training, search or selection. Rows sorted by OOD avg.", ""]
         lines += [results_table(s), ""]
         lines += notes(s, p) + ([""] if notes(s, p) else [])
+        lines += reported_table(s)
         lines += ["Timing (mean over seeds; setup includes model loading, zero-shot head and any linear probe; "
                   "search is AutoFT's outer loop, reported apart from its final fine-tune; "
                   "+WE rows share their method's runs):", ""]

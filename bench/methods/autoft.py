@@ -125,7 +125,7 @@ class AutoFT(Method):
             model.train()
             optimizer = torch.optim.AdamW(model.parameters(), lr=chosen["lr"], weight_decay=chosen["weight_decay"],
                                           **ctx.fused_kwargs())
-            batches = train_batches(train, protocol.batch_size, chosen["seed"], 0, ctx.device)
+            batches = train_batches(train, protocol.batch_size, chosen["seed"], 0, ctx.device, ctx.num_workers)
             for step in range(int(hp["inner_steps"])):
                 images, labels = next(batches)
                 with torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype, enabled=ctx.autocast_dtype is not None):
@@ -137,7 +137,7 @@ class AutoFT(Method):
                 optimizer.step()
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 return float("-inf")  # a diverged objective scores worst; the search goes on
-            logits, labels = predict(model, ood, protocol.eval_batch_size, ctx.device, ctx.autocast_dtype)
+            logits, labels = predict(model, ood, protocol.eval_batch_size, ctx.device, ctx.autocast_dtype, ctx.num_workers)
             metrics = ctx.dataset.metrics(protocol.ood_val_split, logits, labels, getattr(ood, "metadata", None))
             return float(metrics[protocol.metric])
 

@@ -24,6 +24,7 @@ class Method:
     }
     requires: frozenset[str] = frozenset()  # extra data roles the protocol must grant, e.g. {"ood_val"}
     trains: bool = True  # False: no gradient fine-tuning stage (zero-shot, LP)
+    frozen_image_tower: bool = False  # True: the pretrained image tower is used as is, so cached features serve
     ensemble_alphas: tuple[float, ...] = ()  # weight-ensemble variants between the initial and trained model
     reported_alpha: float | None = None  # which variant is the method's row; None: the fine-tuned model itself
     searches: bool = False  # runs a hyperparameter/objective search in `search()` (takes --storage, --search-only)

@@ -72,6 +72,7 @@ class LinearProbe(ProbeMixin, Method):
     description = "linear probe: logistic regression on frozen features, C swept on ID val"
     hparams = dict(ProbeMixin.probe_hparams)
     trains = False
+    frozen_image_tower = True
 
     def build(self):
         return self.fit_probe(super().build())

@@ -8,3 +8,4 @@ class ZeroShot(Method):
     description = "zero-shot CLIP: class-prompt template head, no training"
     hparams = {}
     trains = False
+    frozen_image_tower = True

@@ -62,6 +62,7 @@ def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device
 
 
 def eval_batches(split, batch_size: int, device=None, num_workers: int = 0):
+    """Batches in order; on-disk splits through a DataLoader with workers and pinned memory on CUDA."""
     if isinstance(split, TensorSplit):
         for start in range(0, len(split), batch_size):
             yield split.images[start : start + batch_size].to(device), split.labels[start : start + batch_size]

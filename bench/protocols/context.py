@@ -14,7 +14,7 @@ from bench.protocols.evaluation import predict
 
 class RunContext:
     def __init__(self, protocol, dataset, data, clip, tokenizer, model_info, device: torch.device, seed: int,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, num_workers: int = 0):
         self.protocol = protocol
         self.dataset = dataset
         self.data = data
@@ -24,6 +24,7 @@ class RunContext:
         self.device = device
         self.seed = seed
         self.cache_dir = cache_dir
+        self.num_workers = num_workers
         self.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
         self._zs_weights: torch.Tensor | None = None
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -72,13 +73,47 @@ class RunContext:
         return model.to(self.device)
 
     def frozen_features(self, model: ImageClassifier, role: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised features of a split under the (frozen) image tower, computed once per run."""
-        if role not in self._features:
-            split = self.data.role(role)
-            head, model.head = model.head, torch.nn.Identity()
+        """Normalised features of a split (by role) under the pretrained image tower (linear probes)."""
+        name = {"train": self.protocol.train_split, "id_val": self.protocol.id_val_split}[role]
+        return self.cached_features(model, name, self.data.role(role))
+
+    def cached_features(self, model: ImageClassifier, name: str, split) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of `split` under the *pretrained* image tower of `model`, computed once and cached on disk
+        (keyed by the weights, preprocessing and the split's contents), so zero-shot, LP and LP-FT over several
+        seeds pay for one feature pass per split."""
+        if name in self._features:
+            return self._features[name]
+        file = self._feature_cache_file(name, split)
+        if file is not None and file.is_file():
             try:
-                self._features[role] = predict(model, split, self.protocol.eval_batch_size, self.device,
-                                               self.autocast_dtype)
-            finally:
-                model.head = head
-        return self._features[role]
+                features, labels = torch.load(file, map_location="cpu", weights_only=True)
+                if len(labels) == len(split):
+                    self._features[name] = (features, labels)
+                    return self._features[name]
+            except Exception:
+                file.unlink(missing_ok=True)  # a broken cache entry is recomputed, never trusted
+        head, model.head = model.head, torch.nn.Identity()
+        try:
+            self._features[name] = predict(model, split, self.protocol.eval_batch_size, self.device,
+                                           self.autocast_dtype, self.num_workers)
+        finally:
+            model.head = head
+        if file is not None:
+            from bench.store import atomic_torch_save
+
+            file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save(self._features[name], file)
+        return self._features[name]
+
+    def _feature_cache_file(self, name: str, split) -> Path | None:
+        if self.cache_dir is None or self.model_info.weights_sha256 is None:
+            return None  # random or unhashed weights: nothing stable to key on
+        digest = hashlib.sha256()
+        if hasattr(split, "images"):  # in memory: key on the pixels themselves
+            digest.update(split.images.numpy().tobytes())
+        else:
+            digest.update("\n".join(map(str, split.paths)).encode())
+            digest.update(repr(split.transform).encode())
+        digest.update(split.labels.numpy().tobytes())
+        key = json.dumps([self.model_info.as_dict(), self.dataset.name, name, digest.hexdigest(), str(self.autocast_dtype)])
+        return self.cache_dir / "features" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"

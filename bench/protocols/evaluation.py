@@ -7,11 +7,11 @@ from bench.protocols.batches import eval_batches
 
 
 @torch.no_grad()
-def predict(model, split, batch_size: int, device, autocast_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model, split, batch_size: int, device, autocast_dtype=None, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     was_training = model.training
     model.eval()
     logits, labels = [], []
-    for images, y in eval_batches(split, batch_size, device):
+    for images, y in eval_batches(split, batch_size, device, num_workers):
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits.append(model(images).float().cpu())
         labels.append(y)
@@ -19,9 +19,20 @@ def predict(model, split, batch_size: int, device, autocast_dtype=None) -> tuple
     return torch.cat(logits), torch.cat(labels)
 
 
-def evaluate(model, ctx, splits) -> dict[str, dict[str, float]]:
+def evaluate(model, ctx, splits, frozen: bool = False) -> dict[str, dict[str, float]]:
+    """Metrics per split. `frozen`: the image tower is the pretrained one, so its cached features are re-used and
+    only the head runs (in the same batch sizes as a full forward, so the logits are bit-identical)."""
     out = {}
     for name in splits:
-        logits, labels = predict(model, ctx.data.get(name), ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype)
+        split = ctx.data.get(name)
+        if frozen:
+            features, labels = ctx.cached_features(model, name, split)
+            size = ctx.protocol.eval_batch_size
+            with torch.no_grad():
+                logits = torch.cat([model.head(features[i : i + size].to(ctx.device)).float().cpu()
+                                    for i in range(0, len(features), size)])
+        else:
+            logits, labels = predict(model, split, ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,
+                                     ctx.num_workers)
         out[name] = ctx.dataset.metrics(name, logits, labels)
     return out

@@ -69,7 +69,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         result.best_state, result.best_step, result.best_score = ckpt["best_state"], ckpt["best_step"], ckpt["best_score"]
         result.history, result.seconds, result.images = ckpt["history"], ckpt["seconds"], ckpt["images"]
         running = ckpt["running_loss"]
-    batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device)
+    batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device, ctx.num_workers)
     model.train()
     reporter.start(p.steps, start)
     clock = time.perf_counter()
@@ -92,7 +92,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
         reporter.step(step + 1, running)
         if (step + 1) % p.eval_every == 0 or step + 1 == p.steps:
-            logits, y = predict(model, id_val, p.eval_batch_size, ctx.device, ctx.autocast_dtype)
+            logits, y = predict(model, id_val, p.eval_batch_size, ctx.device, ctx.autocast_dtype, ctx.num_workers)
             score = ctx.dataset.metrics(p.id_val_split, logits, y)[p.metric]
             result.history.append({"step": step + 1, "loss": round(running, 5), f"id_val_{p.metric}": score})
             reporter.evaluated(step + 1, score)
