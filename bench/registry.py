@@ -39,8 +39,8 @@ class Registry(Generic[T]):
         current = self._items.get(name)
         if current is not None and current is not target and not self._same_lazy(current, target):
             raise BenchError(f"{self.kind} name {name!r} is already registered by {self._label(current)}; pick another name")
-        if not isinstance(target, str):
-            target.name = name
+        if not isinstance(target, str) and not target.__dict__.get("name"):
+            target.name = name  # its first name; an alias never renames a class others already use
         self._items[name] = target
         self._planned.pop(name, None)
 

@@ -69,3 +69,4 @@ def test_entry_point_group_is_read(monkeypatch):
     reg = Registry("method", Method, entry_point_group="bench.methods")
     assert reg.names() == ["ep_method"]
     assert reg.get("ep_method").__name__ == "FineTune"
+    assert METHODS.get("ft").name == "ft"  # the alias did not rename the built-in class
