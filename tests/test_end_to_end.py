@@ -51,6 +51,8 @@ def test_every_method_produces_a_complete_record(method, store):
     check_record(record, method)
     on_disk = RunStore(store).records()
     assert len(on_disk) == 1 and on_disk[0]["run_id"] == record["run_id"]
+    if method in ("wiseft", "flyp", "ftp", "autoft"):  # weight-ensemble variants: the "+WE" rows
+        assert {f"alpha={a:g}" for a in (0, 0.5, 1)} <= set(record["variants"])
     if METHODS.get(method).trains:
         assert record["timing"]["train_steps"] == 6 and record["selection"]["best_step"] in (3, 6)
         assert record["history"][-1]["step"] == 6

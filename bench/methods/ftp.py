@@ -27,7 +27,7 @@ import torch
 
 from bench.config import HParam
 from bench.methods import register_method
-from bench.methods.base import Method
+from bench.methods.base import ALPHA_GRID, Method
 
 
 def row_l1(t: torch.Tensor) -> torch.Tensor:
@@ -113,6 +113,7 @@ class AdamP(torch.optim.Optimizer):
 @register_method("ftp")
 class FTP(Method):
     description = "FTP: AdamW + learned per-tensor projection toward the pretrained weights (AdamP), head excluded"
+    ensemble_alphas = ALPHA_GRID
     hparams = {
         "lr": Method.hparams["lr"],
         "k": HParam(1.0, "gradient annealing of positive radius hyper-gradients (1 = strongest)", ("uniform", 0.0, 1.0)),
