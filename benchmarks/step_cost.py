@@ -19,43 +19,21 @@ from pathlib import Path
 
 import torch
 
-from bench.protocols.batches import train_batches
-from bench.runner import RunRequest, build_context, execute, plan
+from bench.benchmarking import training_step
+from bench.runner import RunRequest, execute
 
 METHODS = ["ft", "l2sp", "ftp", "flyp", "autoft"]
-# autoft/hparams/iwildcam.json of the official repository (CE = 1): every term is active.
-RELEASED_IWILDCAM = {"ce": 1.0, "dcm": 0.622, "entropy": 4.7e-4, "flyp": 1.906, "hinge": 1.6e-4, "l1init": 1.5e-3,
-                     "l1zero": 1.9e-4, "l2init": 1.7e-4, "l2zero": 1.1e-4}
 
 
 def step_time(method_name: str, steps: int, warmup: int = 10) -> float:
-    request = RunRequest(method=method_name, out=Path(tempfile.mkdtemp()))
-    p = plan(request)
-    ctx, method = build_context(p, request, None)
-    if method_name == "autoft":
-        method.best = {"weights": RELEASED_IWILDCAM, "lr": p.protocol.lr, "weight_decay": 0.1, "seed": 0}
-    model = method.build()
-    optimizer = method.optimizer(model)
-    batches = train_batches(ctx.data.role("train"), p.protocol.batch_size, 0, 0, ctx.device)
-    model.train()
-
-    def one_step(i):
-        images, labels = next(batches)
-        method.step = i
-        loss = method.loss(model, images, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if method.clip_gradients:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), p.protocol.grad_clip)
-        optimizer.step()
-
-    for i in range(warmup):
-        one_step(i)
+    one_step = training_step(method_name)
+    for _ in range(warmup):
+        one_step()
     rounds = []
-    for r in range(3):  # the fastest of three rounds: the least disturbed by the rest of the machine
+    for _ in range(3):  # the fastest of three rounds: the least disturbed by the rest of the machine
         start = time.perf_counter()
-        for i in range(steps):
-            one_step(warmup + r * steps + i)
+        for _ in range(steps):
+            one_step()
         rounds.append((time.perf_counter() - start) / steps)
     return min(rounds)
 

@@ -58,8 +58,10 @@ def test_table_values_order_and_missing_seeds(tmp_path):
     zs, ft = lines[1], lines[2]  # sorted by OOD avg: zero-shot (60) above FT (40)
     assert zs.split("|")[1].strip() == "zeroshot" and zs.split("|")[2].strip() == "1"
     assert [c.strip() for c in ft.split("|")[1:4]] == ["ft", "3", "80.0 ± 10.0"]
-    assert ft.split("|")[-2].strip() == "40.0 ± 10.0"
-    assert "zeroshot: 1 of 3 protocol seeds finished (seeds [0])" in text
+    assert ft.split("|")[-3].strip() == "40.0 ± 10.0"
+    assert "zeroshot: 1 of 3 protocol seeds finished (seeds [0]); its mean is over those only." in text
+    not_run = [l for l in lines if "not run" in l]
+    assert {l.split("|")[1].strip() for l in not_run} == {"lp", "lpft", "l2sp", "wiseft", "flyp", "ftp", "autoft"}
 
 
 def test_different_hyperparameters_are_separate_rows(tmp_path):
@@ -101,9 +103,10 @@ def test_same_store_gives_identical_bytes(tmp_path):
 
 
 def test_committed_leaderboard_is_regenerated_from_the_committed_runs(tmp_path):
-    """The committed LEADERBOARD.md is exactly what `bench leaderboard` makes of the committed runs/."""
-    write_leaderboard(ROOT / "runs", tmp_path / "LEADERBOARD.md")
+    """The committed LEADERBOARD.md and CSV are exactly what `bench leaderboard` makes of the committed runs/."""
+    write_leaderboard(ROOT / "runs", tmp_path / "LEADERBOARD.md", plots=False)
     assert (tmp_path / "LEADERBOARD.md").read_text() == (ROOT / "LEADERBOARD.md").read_text()
+    assert (tmp_path / "leaderboard" / "results.csv").read_text() == (ROOT / "leaderboard" / "results.csv").read_text()
 
 
 def test_reported_rows_are_labelled_with_their_source_and_kept_apart(tmp_path, monkeypatch):
@@ -122,3 +125,80 @@ def test_reported_rows_are_labelled_with_their_source_and_kept_apart(tmp_path, m
     line = next(l for l in text.splitlines() if l.startswith("| reported: FT"))
     assert "48.1" in line and "35.0" in line and "Paper X, Table 1" in line
     assert "| ft " in text  # the measured row is still there, separately
+
+
+def test_effective_robustness_by_hand(tmp_path):
+    from bench.leaderboard.robustness import logit, sigmoid
+
+    fill(tmp_path, [
+        fake_record("ft", 0, 80.0, [40] * 5), fake_record("ft", 1, 90.0, [50] * 5),
+        fake_record("lp", 0, 70.0, [35] * 5), fake_record("zeroshot", 0, 60.0, [55] * 5),
+    ])
+    xs = [logit(80.0), logit(90.0), logit(70.0)]
+    ys = [logit(40.0), logit(50.0), logit(35.0)]
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    a = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    b = my - a * mx
+    expected = 55.0 - 100 * sigmoid(a * logit(60.0) + b)
+    text, _ = leaderboard_markdown(tmp_path)
+    zs = next(l for l in text.splitlines() if l.startswith("| zeroshot"))
+    assert zs.split("|")[-2].strip() == f"{expected:.1f}"
+    assert f"a = {a:.3f}, b = {b:.3f}" in text and "through the 3 per-seed points of ft and lp" in text
+
+
+def test_no_baseline_fit_says_why(tmp_path):
+    fill(tmp_path, [fake_record("zeroshot", 0, 60.0, [55] * 5)])
+    text, _ = leaderboard_markdown(tmp_path)
+    assert "– (no baseline fit)" in text and "this section has fewer" in text
+
+
+def test_timings_of_two_devices_stay_apart(tmp_path):
+    a = fake_record("ft", 0, 80.0, [40] * 5)
+    b = fake_record("ft", 1, 81.0, [41] * 5)
+    c = fake_record("flyp", 0, 82.0, [42] * 5)
+    b["env"] = {"device": "NVIDIA H100"}
+    b["timing"] = {**b["timing"], "train_s": 100.0, "total_s": 200.0}
+    c["timing"] = {**c["timing"], "train_s": 6.0}
+    fill(tmp_path, [a, b, c])
+    text, _ = leaderboard_markdown(tmp_path)
+    timing = [l for l in text.splitlines() if l.startswith("| ") and "device" not in l and "s (" in l or "H100" in l]
+    ft_cpu = next(l for l in text.splitlines() if l.startswith("| ft ") and "cpu (x86_64" in l and "×" in l)
+    ft_gpu = next(l for l in text.splitlines() if l.startswith("| ft ") and "NVIDIA H100" in l)
+    flyp = next(l for l in text.splitlines() if l.startswith("| flyp") and "cpu (x86_64" in l and "×" in l)
+    assert "2.0 (1.00×)" in ft_cpu and "100.0 (1.00×)" in ft_gpu  # each device is its own reference
+    assert "6.0 (3.00×)" in flyp  # flyp on the CPU against ft on the CPU (2.0 s), never against the GPU run
+    assert timing
+
+
+def test_incomplete_runs_are_named(tmp_path):
+    fill(tmp_path, [fake_record("ft", 0, 80.0, [40] * 5)])
+    store = RunStore(tmp_path)
+    store.begin({"dataset": "tinyshift", "method": "lpft", "protocol": "tinyshift@1",
+                 "model": {"arch": "bench-tinyclip", "pretrained": "tinyshift"}}, force=False)
+    text, _ = leaderboard_markdown(tmp_path)
+    assert "| lpft " in text and "lpft: 1 unfinished run(s), no result yet" in text and "1 unfinished runs ignored" in text
+    assert next(l for l in text.splitlines() if l.startswith("| lpft")).count("incomplete") == 8
+
+
+def test_exports_and_plots_are_written(tmp_path):
+    import csv
+
+    fill(tmp_path / "runs", [fake_record("ft", s, 80.0 + s, [40 + s] * 5) for s in range(2)]
+         + [fake_record("lp", 0, 70.0, [35] * 5)])
+    write_leaderboard(tmp_path / "runs", tmp_path / "out" / "LB.md")
+    assets = tmp_path / "out" / "leaderboard"
+    rows = list(csv.DictReader(open(assets / "results.csv")))
+    ood = next(r for r in rows if r["method"] == "ft" and r["column"] == "ood_avg")
+    assert (ood["n"], ood["seeds"], float(ood["mean"])) == ("2", "0 1", 40.5)
+    assert json.loads((assets / "results.json").read_text())[0]["dataset"] == "tinyshift"
+    pngs = sorted(p.name for p in assets.glob("*.png"))
+    assert len(pngs) == 2 and all((assets / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert f"(leaderboard/{pngs[0]})" in (tmp_path / "out" / "LB.md").read_text()
+
+
+def test_golden_page_and_csv_from_committed_fixture_runs(tmp_path):
+    """Fixture runs committed in tests/fixtures/leaderboard_runs render to the committed golden files."""
+    fixtures = Path(__file__).parent / "fixtures"
+    write_leaderboard(fixtures / "leaderboard_runs", tmp_path / "LEADERBOARD.md", plots=False)
+    assert (tmp_path / "LEADERBOARD.md").read_text() == (fixtures / "leaderboard_golden.md").read_text()
+    assert (tmp_path / "leaderboard" / "results.csv").read_text() == (fixtures / "leaderboard_golden.csv").read_text()

@@ -1,12 +1,17 @@
-"""`bench leaderboard`: regenerate the leaderboard markdown from the run store only."""
+"""`bench leaderboard`: regenerate the leaderboard markdown, CSV/JSON exports and plots from the run store only."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.leaderboard.aggregate import build_sections
-from bench.leaderboard.render import render
+from bench.leaderboard.export import table_rows, to_csv, to_json
+from bench.leaderboard.render import render, section_slug
+from bench.leaderboard.timing import load_step_benchmarks
 from bench.store import RunStore, atomic_write_text
+
+ASSETS = "leaderboard"  # folder beside the markdown file for CSV, JSON and PNG files
 
 
 def known_protocols() -> dict:
@@ -19,19 +24,52 @@ def known_protocols() -> dict:
     return out
 
 
-def leaderboard_markdown(runs: Path) -> tuple[str, int]:
+def _unfinished(store: RunStore) -> list[dict]:
+    configs = []
+    for folder in store.incomplete():
+        try:
+            configs.append(json.loads((folder / "config.json").read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return configs
+
+
+def collect(runs: Path):
+    from bench.methods import BUILTIN_METHODS
+
     store = RunStore(runs)
     records = store.records()
-    sections = build_sections(records, known_protocols())
-    return render(sections, known_protocols(), len(records), len(store.incomplete())), len(records)
+    unfinished = _unfinished(store)
+    sections = build_sections(records, known_protocols(), unfinished, BUILTIN_METHODS)
+    return sections, records, unfinished
 
 
-def write_leaderboard(runs: Path, out: Path) -> int:
+def leaderboard_markdown(runs: Path, assets: str | None = None) -> tuple[str, int]:
+    sections, records, unfinished = collect(runs)
+    text = render(sections, known_protocols(), len(records), len(unfinished), assets, load_step_benchmarks(runs))
+    return text, len(records)
+
+
+def write_leaderboard(runs: Path, out: Path, plots: bool = True) -> int:
     if not Path(runs).is_dir():
         raise BenchError(f"run store {runs} does not exist; run `bench run --method ft` first or pass --runs DIR")
-    text, count = leaderboard_markdown(runs)
+    out = Path(out)
+    assets_dir = out.parent / ASSETS
+    sections, records, unfinished = collect(runs)
+    text = render(sections, known_protocols(), len(records), len(unfinished), ASSETS, load_step_benchmarks(runs))
     try:
-        atomic_write_text(Path(out), text)
+        assets_dir.mkdir(parents=True, exist_ok=True)
+        rows = table_rows(sections)
+        atomic_write_text(assets_dir / "results.csv", to_csv(rows))
+        atomic_write_text(assets_dir / "results.json", to_json(rows))
+        if plots:
+            from bench.leaderboard.plots import id_ood_plot, timing_plot
+
+            for section in sections:
+                slug = section_slug(section)
+                id_ood_plot(section, assets_dir / f"{slug}-id-ood.png")
+                timing_plot(section, assets_dir / f"{slug}-timing.png")
+        atomic_write_text(out, text)
     except OSError as exc:
-        raise BenchError(f"cannot write {out} ({exc.strerror or exc}); pass --out with a writable path")
-    return count
+        raise BenchError(f"cannot write the leaderboard to {out} ({exc.strerror or exc}); pass --out with a writable path")
+    return len(records)

@@ -49,6 +49,7 @@ class Section:
     id_split: str
     ood_splits: list[str]
     rows: list[Row] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # built-in method -> "not run" / "incomplete (k)"
 
 
 WE_VARIANT = "alpha=0.5"
@@ -66,8 +67,9 @@ def views(record: dict) -> list[dict]:
     return out
 
 
-def build_sections(records: list[dict], protocols: dict) -> list[Section]:
-    """`protocols` maps protocol id -> Protocol (for split roles and metric names)."""
+def build_sections(records: list[dict], protocols: dict, unfinished: list[dict] = (), expected=()) -> list[Section]:
+    """`protocols` maps protocol id -> Protocol (for split roles and metric names); `unfinished` are the configs of
+    runs without a result; `expected` the built-in methods an official section should list even when not run."""
     groups: dict[tuple, dict[tuple, Row]] = defaultdict(dict)
     for r in (view for record in records for view in views(record)):
         key = (r["dataset"], r["protocol"]["id"], r["model"]["arch"], str(r["model"]["pretrained"]), bool(r["official"]))
@@ -89,6 +91,14 @@ def build_sections(records: list[dict], protocols: dict) -> list[Section]:
         _label_rows(rows)
         rows.sort(key=lambda row: (-mean_std(row.ood_avg())[0], row.label))
         section.rows = rows
+        if official:
+            present = {row.method for row in rows}
+            for method in expected:
+                if method in present:
+                    continue
+                stuck = [c for c in unfinished if c.get("method") == method and c.get("dataset") == dataset
+                         and c.get("protocol") == pid and c.get("model", {}).get("arch") == arch]
+                section.missing[method] = f"incomplete ({len(stuck)} unfinished)" if stuck else "not run"
         sections.append(section)
     return sections
 

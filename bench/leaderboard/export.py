@@ -1,0 +1,46 @@
+"""CSV and JSON export of the aggregated tables (long format: one line per row, split and statistic)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from bench.leaderboard.aggregate import Section, mean_std
+from bench.leaderboard.robustness import baseline_points, effective_robustness, fit_line
+
+FIELDS = ["dataset", "protocol", "model", "pretrained", "official", "method", "variant", "n", "seeds", "column",
+          "metric", "mean", "std"]
+
+
+def table_rows(sections: list[Section]) -> list[dict]:
+    out = []
+    for s in sections:
+        fit = fit_line(baseline_points(s.rows))
+        for row in s.rows:
+            columns = [(s.id_split, row.values(s.id_split, s.metric))]
+            columns += [(split, row.values(split, s.metric)) for split in s.ood_splits]
+            columns.append(("ood_avg", row.ood_avg()))
+            if fit:
+                columns.append(("effective_robustness", [effective_robustness(fit, r["summary"]["id"],
+                                                                              r["summary"]["ood_avg"]) for r in row.records]))
+            for column, values in columns:
+                if not values:
+                    continue
+                mean, std, n = mean_std(values)
+                out.append({"dataset": s.dataset, "protocol": s.protocol, "model": s.arch, "pretrained": s.pretrained,
+                            "official": s.official, "method": row.label, "variant": row.variant, "n": n,
+                            "seeds": " ".join(map(str, row.seeds())), "column": column, "metric": s.metric,
+                            "mean": round(mean, 6), "std": None if std is None else round(std, 6)})
+    return out
+
+
+def to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def to_json(rows: list[dict]) -> str:
+    return json.dumps(rows, indent=1, sort_keys=True) + "\n"

@@ -1,0 +1,95 @@
+"""Timing tables: per method and device, means over seeds, each figure also as a ratio to FT on the same device.
+Timings from different devices are never divided by each other. Per-step micro-benchmarks (pytest-benchmark JSON
+saved in the run store under benchmarks/) are summarised the same way."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bench.leaderboard.aggregate import Section, mean_std
+
+COLUMNS = (("train_s", "train s"), ("search_s", "search s"), ("eval_s", "eval s"), ("total_s", "total s"),
+           ("train_images_per_s", "train images/s"))
+
+
+def _device(record: dict) -> str:
+    return record.get("env", {}).get("device", "unknown device")
+
+
+def _mean(values):
+    return mean_std(values)[0] if values else None
+
+
+def _peak(record):
+    return record.get("timing", {}).get("peak_memory", {}).get("mb")
+
+
+def timing_rows(section: Section) -> list[dict]:
+    """One entry per (row, device): means of each timing over that device's runs."""
+    out = []
+    for row in section.rows:
+        for device in sorted({_device(r) for r in row.records}):
+            runs = [r for r in row.records if _device(r) == device]
+            entry = {"label": row.label, "method": row.method, "device": device, "n": len(runs),
+                     "device_hours": sum(r["timing"].get("total_s", 0.0) for r in runs) / 3600.0,
+                     "peak_mb": _mean([p for p in map(_peak, runs) if p is not None])}
+            for key, _ in COLUMNS:
+                entry[key] = _mean([r["timing"][key] for r in runs if r.get("timing", {}).get(key) is not None])
+            out.append(entry)
+    return out
+
+
+def _with_ratio(value, reference, digits=1):
+    if value is None:
+        return "–"
+    text = f"{value:.{digits}f}"
+    if reference:
+        text += f" ({value / reference:.2f}×)"
+    return text
+
+
+def timing_table(section: Section) -> str:
+    rows = timing_rows(section)
+    ft = {e["device"]: e for e in rows if e["method"] == "ft"}
+    headers = ["method", "n", *[label for _, label in COLUMNS], "device-hours (all seeds)", "peak memory MB", "device"]
+    body = []
+    for e in rows:
+        ref = ft.get(e["device"], {})
+        body.append([e["label"], str(e["n"]),
+                     *[_with_ratio(e[key], ref.get(key), 0 if key == "train_images_per_s" else 1) for key, _ in COLUMNS],
+                     _with_ratio(e["device_hours"], ref.get("device_hours"), 4),
+                     _with_ratio(e["peak_mb"], ref.get("peak_mb"), 0), e["device"]])
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def load_step_benchmarks(runs: Path) -> list[dict]:
+    """pytest-benchmark files saved as <runs>/benchmarks/*.json: one entry per method and machine."""
+    out = []
+    for path in sorted((Path(runs) / "benchmarks").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        machine = data.get("machine_info", {})
+        device = f"{machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}"
+        device = data.get("bench_device", device)
+        for bench in data.get("benchmarks", []):
+            method = bench.get("params", {}).get("method")
+            if method:
+                out.append({"method": method, "device": device, "mean_ms": bench["stats"]["mean"] * 1000,
+                            "min_ms": bench["stats"]["min"] * 1000, "rounds": bench["stats"]["rounds"],
+                            "file": path.name})
+    return out
+
+
+def step_benchmark_table(entries: list[dict]) -> str:
+    ft = {(e["device"], e["file"]): e["mean_ms"] for e in entries if e["method"] == "ft"}
+    headers = ["method", "ms / step (mean)", "ms / step (min)", "rounds", "ratio to FT", "device", "file"]
+    body = []
+    for e in sorted(entries, key=lambda e: (e["file"], e["device"], e["mean_ms"])):
+        ref = ft.get((e["device"], e["file"]))
+        body.append([e["method"], f"{e['mean_ms']:.1f}", f"{e['min_ms']:.1f}", str(e["rounds"]),
+                     f"{e['mean_ms'] / ref:.2f}×" if ref else "–", e["device"], e["file"]])
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)

@@ -1,0 +1,20 @@
+"""pytest-benchmark micro-benchmarks: one training step of each method at the testbed model and batch (64 x 32 px).
+
+    python -m pytest benchmarks/bench_steps.py --benchmark-only --benchmark-json runs/benchmarks/steps-cpu.json
+    bench leaderboard      # summarises the saved JSON as ratios to FT in a "Per-step cost" section
+
+Not part of the test suite (pytest's testpaths is tests/); timings belong in benchmarks, not in timed tests.
+"""
+import pytest
+
+from bench.benchmarking import training_step
+
+METHODS = ["ft", "lpft", "l2sp", "wiseft", "ftp", "flyp", "autoft"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_training_step(benchmark, method):
+    step = training_step(method)
+    for _ in range(5):  # warm-up: allocator, first-call paths
+        step()
+    benchmark.pedantic(step, rounds=30, iterations=1, warmup_rounds=2)
