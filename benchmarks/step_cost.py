@@ -1,6 +1,6 @@
 """Benchmark: per-step training cost of each method relative to FT, and AutoFT's search speed.
 
-    python benchmarks/step_cost.py [--steps 40] [--trials 10]
+    python benchmarks/step_cost.py [--steps 20] [--trials 10]
 
 One step = the method's loss, backward, gradient clipping (where the method clips) and optimiser step, on the
 testbed model (bench-tinyclip) at the protocol's batch (64 x 32 px), through the same code the trainer runs.
@@ -25,25 +25,29 @@ from bench.runner import RunRequest, execute
 METHODS = ["ft", "l2sp", "ftp", "flyp", "autoft"]
 
 
-def step_time(method_name: str, steps: int, warmup: int = 10) -> float:
-    one_step = training_step(method_name)
-    for _ in range(warmup):
-        one_step()
-    rounds = []
-    for _ in range(3):  # the fastest of three rounds: the least disturbed by the rest of the machine
-        start = time.perf_counter()
-        for _ in range(steps):
-            one_step()
-        rounds.append((time.perf_counter() - start) / steps)
-    return min(rounds)
+def step_times(methods: list[str], steps: int, rounds: int = 5, warmup: int = 10) -> dict[str, float]:
+    """Seconds per step, the fastest round of each method; rounds go round-robin over the methods, so a slow spell
+    of this shared machine hits every method alike instead of whichever happened to run then."""
+    steppers = {m: training_step(m) for m in methods}
+    for step in steppers.values():
+        for _ in range(warmup):
+            step()
+    best = {m: float("inf") for m in methods}
+    for _ in range(rounds):
+        for m, step in steppers.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            best[m] = min(best[m], (time.perf_counter() - start) / steps)
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--trials", type=int, default=10)
     args = parser.parse_args()
-    per_step = {m: step_time(m, args.steps) for m in METHODS}
+    per_step = step_times(METHODS, args.steps)
     for m, t in per_step.items():
         print(f"{m:8s} {t * 1000:7.1f} ms/step   {t / per_step['ft']:.2f}x FT", flush=True)
     record, _ = execute(RunRequest(method="autoft", out=Path(tempfile.mkdtemp()), search_only=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from abc import abstractmethod
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -153,7 +154,7 @@ class IWildCam(WildsAdapter):
     expected_sizes = {"train": 129809, "id_val": 7314, "id_test": 8154, "ood_val": 14961, "ood_test": 42791}
     download_size = "11 GB download, 25 GB on disk"
 
-    @property
+    @cached_property
     def classnames(self) -> tuple[str, ...]:
         """Lower-cased species names from the release's categories.csv (columns y and name), in label order."""
         import pandas as pd
