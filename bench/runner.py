@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from bench import __version__
+from bench.datasets.folders import data_root
 from bench.config import config_hash, parse_assignments, resolve_hparams, split_overrides
 from bench.envinfo import environment
 from bench.errors import BenchError
@@ -60,11 +61,8 @@ def plan(request: RunRequest) -> Plan:
 
     method_cls = METHODS.get(request.method)
     dataset_cls = DATASETS.get(request.dataset)
-    if request.data_root is not None and not Path(request.data_root).is_dir():
-        raise BenchError(f"data folder {request.data_root} does not exist; pass --data-root with the folder holding {request.dataset}")
-    if dataset_cls.needs_data_root and request.data_root is None and not os.environ.get("BENCH_DATA_ROOT"):
-        raise BenchError(f"{request.dataset} needs its files: pass --data-root DIR (or set BENCH_DATA_ROOT); "
-                         f"`bench data check {request.dataset} --data-root DIR` lists what is expected")
+    if dataset_cls.needs_data_root or request.data_root is not None:
+        data_root(request.data_root, request.dataset)  # fails early, before any model is loaded
     base = dataset_cls.protocol
     hp_over, proto_over = split_overrides(parse_assignments(request.settings), method_cls, base)
     if request.reduced:
@@ -80,9 +78,7 @@ def plan(request: RunRequest) -> Plan:
         raise BenchError(f"--storage and --search-only apply to methods that search (autoft), not {method_cls.name}")
     if request.seed < 0:
         raise BenchError(f"--seed {request.seed} is negative; seeds are integers >= 0")
-    budget = protocol.budget()
-    if "ood_val" not in method_cls.requires:  # only searching methods read OOD val, so only their runs depend on it
-        budget.pop("ood_val_size")
+    budget = protocol.budget(reads_ood_val="ood_val" in method_cls.requires)
     unofficial = sorted(proto_over) + (["model"] if (model, pretrained) != (protocol.model, protocol.pretrained) else [])
     config = {
         "method": method_cls.name,

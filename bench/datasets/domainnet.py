@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.datasets.base import DatasetAdapter
-from bench.datasets.folders import holdout, require_dir
+from bench.datasets.folders import data_root, holdout, require_dir
 from bench.datasets.transforms import FileSplit, clip_transform
-from bench.datasets.wilds_data import data_root
 from bench.errors import BenchError
 from bench.protocols.domainnet import DOMAINNET
 
@@ -28,7 +27,7 @@ class DomainNet(DatasetAdapter):
 
     @property
     def folder(self) -> Path:
-        return require_dir(data_root(self.data_root) / "domainnet", "DomainNet",
+        return require_dir(data_root(self.data_root, self.name) / "domainnet", "DomainNet",
                            "download it from the DomainNet site into DIR/domainnet (see README) and pass --data-root DIR")
 
     def read_list(self, name: str) -> tuple[list[Path], list[int]]:

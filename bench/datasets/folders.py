@@ -1,12 +1,25 @@
 """Shared helpers for datasets stored as image folders and file lists (ImageNet family, DomainNet)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from bench.config import seed_hash
 from bench.errors import BenchError
+
+def data_root(root: Path | None, dataset: str = "this dataset") -> Path:
+    """The data root from --data-root or BENCH_DATA_ROOT; an existing folder, or a one-line error."""
+    root = root or os.environ.get("BENCH_DATA_ROOT")
+    if not root:
+        raise BenchError(f"{dataset} needs its files: pass --data-root DIR (or set BENCH_DATA_ROOT); "
+                         f"`bench data check {dataset} --data-root DIR` lists what is expected")
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchError(f"data folder {root} does not exist; pass --data-root with the folder that holds the datasets")
+    return root
+
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 

@@ -20,9 +20,8 @@ import torch
 from torchvision import transforms as T
 
 from bench.datasets.base import DatasetAdapter, accuracy
-from bench.datasets.folders import class_folders, holdout, images_in, require_dir, scan
+from bench.datasets.folders import class_folders, data_root, holdout, images_in, require_dir, scan
 from bench.datasets.transforms import FileSplit, clip_transform
-from bench.datasets.wilds_data import data_root
 from bench.errors import BenchError
 from bench.protocols.imagenet import IMAGENET
 
@@ -53,7 +52,7 @@ class ImageNet(DatasetAdapter):
 
     @property
     def root(self) -> Path:
-        return data_root(self.data_root)
+        return data_root(self.data_root, self.name)
 
     @property
     def wnids(self) -> list[str]:

@@ -8,7 +8,6 @@ computation.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from abc import abstractmethod
 from functools import cached_property
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from bench.datasets.base import DatasetAdapter
+from bench.datasets.folders import data_root
 from bench.datasets.transforms import FileSplit, clip_transform
 from bench.errors import BenchError
 from bench.protocols.wilds_protocols import FMOW, IWILDCAM
@@ -54,16 +54,6 @@ def _patch_wilds_group_means() -> None:
         module.avg_over_groups = avg_over_groups
 
 
-def data_root(root: Path | None) -> Path:
-    root = root or os.environ.get("BENCH_DATA_ROOT")
-    if not root:
-        raise BenchError("this dataset needs its files: pass --data-root DIR (or set BENCH_DATA_ROOT); `bench data check` lists what is expected")
-    root = Path(root)
-    if not root.is_dir():
-        raise BenchError(f"data folder {root} does not exist; pass --data-root with the folder that holds the datasets")
-    return root
-
-
 class WildsAdapter(DatasetAdapter):
     wilds_name = ""
     version = ""
@@ -74,7 +64,7 @@ class WildsAdapter(DatasetAdapter):
 
     @property
     def folder(self) -> Path:
-        return data_root(self.data_root) / f"{self.wilds_name}_v{self.version}"
+        return data_root(self.data_root, self.name) / f"{self.wilds_name}_v{self.version}"
 
     def wilds_dataset(self):
         if self._wilds is None:

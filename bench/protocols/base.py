@@ -6,7 +6,7 @@ quick experiments, but the run is then marked unofficial.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from bench.errors import BenchError
 
@@ -75,13 +75,12 @@ class Protocol:
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def budget(self) -> dict:
-        """The overridable settings a run depends on (the prompt set only when it is not the default)."""
+    def budget(self, reads_ood_val: bool = False) -> dict:
+        """The overridable settings a run depends on, and so its hash: the OOD-val subset size only for methods that
+        read OOD val, the prompt set only when it is not the default (older runs keep their hashes)."""
         out = {key: getattr(self, key) for key in OVERRIDABLE}
+        if not reads_ood_val:
+            del out["ood_val_size"]
         if out["prompts"] == "default":
             del out["prompts"]
         return out
-
-
-def protocol_dict(protocol: Protocol) -> dict:
-    return asdict(protocol)
