@@ -14,7 +14,37 @@ class _Parser(argparse.ArgumentParser):
         raise BenchError(f"{message}; see `{self.prog} --help`")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_method_options(run: argparse.ArgumentParser, method_cls) -> None:
+    """The flags a method declares for itself (bench.config.Option), plus --search-only for searching methods."""
+    if not method_cls.options and not method_cls.has_search():
+        return
+    group = run.add_argument_group(f"options of method {method_cls.name}")
+    for option in method_cls.options:
+        group.add_argument(option.flag, dest=f"method_option_{option.dest}", type=option.type, help=option.help)
+    if method_cls.has_search():
+        group.add_argument("--search-only", action="store_true",
+                           help="only contribute to the method's search (extra workers), no final fine-tune")
+
+
+def method_of(argv) -> type | None:
+    """The method class a `bench run` command line names (after loading its plugins), or None."""
+    if not argv or argv[0] != "run":
+        return None
+    first = _Parser(prog="bench run", add_help=False)
+    first.add_argument("--method")
+    first.add_argument("--plugin", action="append", default=[])
+    known, _ = first.parse_known_args(argv[1:])
+    if known.method is None:
+        return None
+    from bench.methods import METHODS
+    from bench.plugins import load_plugin
+
+    for plugin in known.plugin:
+        load_plugin(plugin)
+    return METHODS.get(known.method)
+
+
+def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="Benchmark robust fine-tuning of CLIP models under distribution shift.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -35,12 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=int, help="DataLoader workers for on-disk data (default: 8 on a GPU, 0 on the CPU)")
     run.add_argument("--reduced", action="store_true", help="the protocol's documented quick budget (unofficial)")
-    search = run.add_argument_group("search budget (AutoFT)")
-    search.add_argument("--trials", type=int, help="outer-loop trials in total (= --set trials=N)")
-    search.add_argument("--inner-steps", type=int, help="inner fine-tuning steps per trial (= --set inner_steps=N)")
-    search.add_argument("--ood-val-size", type=int, help="OOD-val examples per trial, a protocol setting (= --set ood_val_size=N)")
-    search.add_argument("--storage", help="Optuna storage URL or journal file shared by workers (default: in the run folder)")
-    search.add_argument("--search-only", action="store_true", help="only add trials to the study (extra workers)")
+    if method_cls is not None:
+        add_method_options(run, method_cls)
 
     ls = sub.add_parser("list", help="list methods, datasets and models")
     ls.add_argument("what", nargs="?", choices=["methods", "datasets", "models", "all"], default="all")
@@ -66,16 +92,26 @@ def cmd_run(args) -> int:
     from bench.plugins import load_plugin
     from bench.runner import RunRequest, execute
 
+    from bench.methods import METHODS
+
     for plugin in args.plugin:
         load_plugin(plugin)
-    knobs = {"trials": args.trials, "inner_steps": args.inner_steps, "ood_val_size": args.ood_val_size}
-    settings = args.settings + [f"{key}={value}" for key, value in knobs.items() if value is not None]
+    method_cls = METHODS.get(args.method)
+    settings, options = list(args.settings), {}
+    for option in method_cls.options:
+        value = getattr(args, f"method_option_{option.dest}", None)
+        if value is None:
+            continue
+        if option.setting:
+            settings.append(f"{option.setting}={value}")
+        else:
+            options[option.dest] = value
     for seed in args.seed:
         request = RunRequest(method=args.method, dataset=args.dataset, seed=seed, model=args.model,
                              pretrained=args.pretrained, settings=settings, hparams_seed=args.hparams_seed,
                              out=args.out, force=args.force, data_root=args.data_root, device=args.device,
-                             storage=args.storage, search_only=args.search_only, reduced=args.reduced,
-                             workers=args.workers)
+                             options=options, search_only=getattr(args, "search_only", False),
+                             reduced=args.reduced, workers=args.workers)
         reporter = None if args.quiet else RichReporter(f"{args.method} on {args.dataset} seed {seed}")
         record, status = execute(request, reporter)
         print_summary(record, status)
@@ -112,14 +148,17 @@ def cmd_leaderboard(args) -> int:
     from bench.cli_output import console
     from bench.leaderboard import write_leaderboard
 
-    count = write_leaderboard(args.runs, args.out)
-    console.print(f"wrote {args.out} from {count} finished runs in {args.runs}")
+    board = write_leaderboard(args.runs, args.out)
+    for where, reason in board.problems:
+        print(f"bench: warning: record {args.runs / where} fails the schema, left out: {reason}", file=sys.stderr)
+    console.print(f"wrote {args.out} from {len(board.records)} finished runs in {args.runs}")
     return 0
 
 
 def main(argv=None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(method_of(argv)).parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "data": cmd_data}
         return commands[args.command](args)
     except BenchError as exc:

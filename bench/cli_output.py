@@ -38,11 +38,20 @@ class RichReporter:
             self.progress.stop()
 
 
+def _method_class(name: str):
+    from bench.methods import METHODS
+
+    try:
+        return METHODS.get(name)
+    except Exception:  # a record of a plugin that is not loaded: print the generic parts only
+        return None
+
+
 def print_summary(record: dict, status: str) -> None:
+    cls = _method_class(record["method"])
     if status == "searched":
-        info = record["search"].get("autoft", record["search"])
-        console.print(f"search finished ({record['search_s']:.1f}s here): {info.get('trials_complete')} trials complete "
-                      f"in the study, best {info.get('best_value')} at trial {info.get('best_trial')}")
+        line = cls.search_summary(record["search"]) if cls else None
+        console.print(f"search finished ({record['search_s']:.1f}s here)" + (f": {line}" if line else ""))
         return
     metric = record["metric"]
     table = Table(title=f"{record['method']} on {record['dataset']} (seed {record['seed']}, "
@@ -59,10 +68,9 @@ def print_summary(record: dict, status: str) -> None:
     speed = f", {t['train_images_per_s']:.0f} train images/s" if t.get("train_images_per_s") else ""
     sel = record["selection"]
     best = f", best id_val at step {sel['best_step']}" if "best_step" in sel else ""
-    search = record.get("method_info", {}).get("autoft")
-    if search:
-        console.print(f"search: {search['trials_complete']} trials, best OOD-val {search['best_value']:.2f} "
-                      f"(trial {search['best_trial']}) in {t.get('search_s', 0):.1f}s")
+    line = cls.search_summary(record.get("method_info", {})) if cls else None
+    if line:
+        console.print(f"{line} ({t.get('search_s', 0):.1f}s)")
     verb = "skipped (already done; --force redoes it)" if status == "skipped" else "done"
     console.print(f"{verb}: {t['total_s']:.1f}s total ({t['train_s']:.1f}s train{speed}{best}); run {record['run_id']}")
 

@@ -29,6 +29,24 @@ class HParam:
         return self.default(protocol) if callable(self.default) else self.default
 
 
+@dataclass(frozen=True)
+class Option:
+    """A command-line flag that a method declares for `bench run` (e.g. AutoFT's --trials).
+
+    With `setting`, the flag is shorthand for `--set setting=VALUE` (a hyperparameter, or a protocol setting that
+    marks the run unofficial). Without it, the value is a run option: handed to the method as `view.options[dest]`,
+    outside the run's configuration and hash (e.g. where a search keeps its study)."""
+
+    flag: str
+    help: str
+    setting: str | None = None
+    type: type = int
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
 def seed_hash(*parts) -> int:
     """A stable 31-bit seed from any JSON-able parts (DomainBed's trick: draws do not shift when specs change)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -116,6 +134,11 @@ def split_overrides(overrides: dict, method_cls, protocol) -> tuple[dict, dict]:
             known = sorted(method_keys | protocol_keys)
             raise BenchError(f"unknown setting {key!r} for method {method_cls.name}{suggest(key, known)}; settings: {', '.join(known)}")
     return hp, proto
+
+
+def short_value(value) -> str:
+    """How tables print a setting: floats to 3 significant digits, everything else as is."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def canonical_json(obj) -> str:

@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from typing import Callable, Generic, TypeVar
 
 from bench.errors import BenchError
 
 T = TypeVar("T")
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # names become folder names in the run store: no separators, no ".."
+
+
+def check_name(kind: str, name) -> str:
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
+        raise BenchError(f"{kind} name {name!r} is not allowed; use lower-case letters, digits, '_', '.' and '-', "
+                         "starting with a letter or digit")
+    return name
 
 
 def suggest(name: str, choices) -> str:
@@ -34,6 +43,7 @@ class Registry(Generic[T]):
         return decorator
 
     def add(self, name: str, target: type[T] | str) -> None:
+        check_name(self.kind, name)
         if not isinstance(target, str) and not (isinstance(target, type) and issubclass(target, self.base)):
             raise TypeError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}")
         current = self._items.get(name)

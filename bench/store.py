@@ -19,8 +19,7 @@ from pathlib import Path
 
 from bench.config import canonical_json, config_hash
 from bench.errors import BenchError
-
-SCHEMA = 1
+from bench.registry import check_name
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -79,17 +78,24 @@ class RunStore:
         self.root = Path(root)
 
     def path_for(self, config: dict) -> Path:
-        return self.root / config["dataset"] / config["method"] / config_hash(config)
+        check_name("dataset", config["dataset"])
+        check_name("method", config["method"])
+        path = self.root / config["dataset"] / config["method"] / config_hash(config)
+        if not path.resolve().is_relative_to(self.root.resolve()):  # defence in depth: names are checked above
+            raise BenchError(f"run folder {path} would lie outside the store {self.root}")
+        return path
 
     @staticmethod
     def is_done(path: Path) -> bool:
         return (path / "done").is_file() and (path / "record.json").is_file()
 
     def load_record(self, path: Path) -> dict:
+        from bench.records import RecordError, load
+
         try:
-            return json.loads((path / "record.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BenchError(f"run record {path / 'record.json'} is unreadable ({exc}); delete that run folder and re-run")
+            return load(path / "record.json")
+        except RecordError as exc:
+            raise BenchError(f"run record {exc}; delete that run folder and re-run")
 
     def begin(self, config: dict, force: bool) -> RunFolder:
         """Prepare the folder a run works in. Resumes an interrupted run unless `force` asks for a fresh start."""
@@ -109,6 +115,9 @@ class RunStore:
         return RunFolder(final=final, work=work)
 
     def finish(self, folder: RunFolder, record: dict) -> Path:
+        from bench.records import validate
+
+        validate(record, "the new record")  # written against the schema, or not at all
         atomic_write_json(folder.work / "record.json", record)
         folder.checkpoint.unlink(missing_ok=True)
         atomic_write_text(folder.work / "done", "")
@@ -121,21 +130,29 @@ class RunStore:
         return folder.final
 
     def records(self) -> list[dict]:
-        """Every finished record under the root, in a stable order; unreadable ones are reported, not fatal."""
-        out = []
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[dict], list[tuple[str, str]]]:
+        """Every finished record under the root in a stable order (migrated to the current schema, validated), and
+        (path, reason) for each finished run whose record fails: reported, never dropped silently."""
+        from bench.records import RecordError, load
+
+        records, problems = [], []
         if not self.root.exists():
-            return out
+            return records, problems
         for done in sorted(self.root.rglob("done")):
             folder = done.parent
             if folder.name.endswith((".redo", ".old")):
                 continue
+            where = str(folder.relative_to(self.root))
             try:
-                record = json.loads((folder / "record.json").read_text())
-            except (OSError, json.JSONDecodeError):
+                record = load(folder / "record.json")
+            except RecordError as exc:
+                problems.append((where, exc.reason))
                 continue
-            record.setdefault("path", str(folder.relative_to(self.root)))
-            out.append(record)
-        return out
+            record["path"] = where
+            records.append(record)
+        return records, problems
 
     def incomplete(self) -> list[Path]:
         return sorted(p.parent for p in self.root.rglob("config.json") if not self.is_done(p.parent))

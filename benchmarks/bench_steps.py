@@ -7,14 +7,14 @@ Not part of the test suite (pytest's testpaths is tests/); timings belong in ben
 """
 import pytest
 
-from bench.benchmarking import training_step
+from bench.benchmarking import training_step_fn
 
 METHODS = ["ft", "lpft", "l2sp", "wiseft", "ftp", "flyp", "autoft"]
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_training_step(benchmark, method):
-    step = training_step(method)
+    step = training_step_fn(method)
     for _ in range(5):  # warm-up: allocator, first-call paths
         step()
     benchmark.pedantic(step, rounds=30, iterations=1, warmup_rounds=2)

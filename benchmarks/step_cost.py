@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench.benchmarking import training_step
+from bench.benchmarking import training_step_fn
 from bench.runner import RunRequest, execute
 
 METHODS = ["ft", "l2sp", "ftp", "flyp", "autoft"]
@@ -28,7 +28,7 @@ METHODS = ["ft", "l2sp", "ftp", "flyp", "autoft"]
 def step_times(methods: list[str], steps: int, rounds: int = 5, warmup: int = 10) -> dict[str, float]:
     """Seconds per step, the fastest round of each method; rounds go round-robin over the methods, so a slow spell
     of this shared machine hits every method alike instead of whichever happened to run then."""
-    steppers = {m: training_step(m) for m in methods}
+    steppers = {m: training_step_fn(m) for m in methods}
     for step in steppers.values():
         for _ in range(warmup):
             step()

@@ -83,7 +83,7 @@ def test_anchors_stay_at_the_initial_weights_during_the_final_run():
 
     clip, info = load_clip("bench-tinyclip", "tinyshift")
     ctx = Ctx(tokenizer=open_clip_module().get_tokenizer("bench-tinyclip"), clip=clip, device=torch.device("cpu"),
-              dataset=SimpleNamespace(classnames=("a", "b")), templates=("{}.",), seed=0,
+              classnames=("a", "b"), templates=("{}.",), seed=0,
               zero_shot_weights=lambda: torch.randn(2, 64), fused_kwargs=lambda: {})
     method = AutoFT({}, ctx)
     method.best = {"weights": {"ce": 1.0, "l2init": 1.0}, "lr": 1e-2, "weight_decay": 0.0, "seed": 0}

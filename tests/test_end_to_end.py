@@ -9,7 +9,7 @@ from bench.errors import BenchError
 from bench.methods import METHODS, Method
 from bench.models import ASSET_DIR
 from bench.plugins import load_plugin
-from bench.protocols.access import ProtocolViolation
+from bench.engine.access import ProtocolViolation
 from bench.protocols.tinyshift import TINYSHIFT
 from bench.store import RunStore
 from conftest import run_method
@@ -111,7 +111,7 @@ class Peeker(Method):
     description = "reads an OOD test split while building its model (must be refused)"
 
     def build(self):
-        self.ctx.data.get("sketch")
+        self.ctx.split("sketch")
         return super().build()
 
 
@@ -120,13 +120,13 @@ class OODSearcher(Method):
     requires = frozenset({"ood_val"})
 
     def build(self):
-        self.ctx.data.role("ood_val")
+        self.ctx.split("ood_val")
         return super().build()
 
 
 def test_reading_ood_test_data_during_training_is_refused(store):
     METHODS.add("test-peeker", Peeker)
-    with pytest.raises(ProtocolViolation, match="'sketch' may not be read during train"):
+    with pytest.raises(ProtocolViolation, match="unknown split role 'sketch'"):
         run_method("test-peeker", store)
     assert RunStore(store).records() == []
 
@@ -138,7 +138,7 @@ def test_ood_val_is_granted_only_to_methods_that_declare_it(store):
 
     class Sneaky(Method):
         def build(self):
-            self.ctx.data.role("ood_val")
+            self.ctx.split("ood_val")
 
     METHODS.add("test-sneaky", Sneaky)
     with pytest.raises(ProtocolViolation, match="ood_val"):
@@ -186,7 +186,7 @@ def test_frozen_features_are_cached_across_seeds_and_methods(store, monkeypatch)
     first, _ = run_method("zeroshot", store, seed=0)
     cached = sorted((store / ".cache" / "features").glob("*.pt"))
     assert len(cached) == len(SPLITS)
-    import bench.protocols.context as context
+    import bench.engine.context as context
 
     def no_forward_pass(*args, **kwargs):
         raise AssertionError("features should have come from the cache")

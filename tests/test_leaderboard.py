@@ -6,26 +6,39 @@ from pathlib import Path
 import pytest
 
 from bench.leaderboard import leaderboard_markdown, write_leaderboard
-from bench.leaderboard.aggregate import mean_std
+from bench.leaderboard.aggregate import Stat, mean_std
 from bench.leaderboard.render import cell
+from bench.config import config_hash
 from bench.protocols.tinyshift import TINYSHIFT
+from bench.records import SCHEMA_VERSION
 from bench.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def fake_record(method, seed, id_acc, ood_accs, hparams=None, variant="final", official=True):
+    """A hand-written record that satisfies the record schema (bench/records.py)."""
     ood = dict(zip(TINYSHIFT.ood_test_splits, ood_accs))
     metrics = {"id_test": {"acc": id_acc}, **{s: {"acc": v} for s, v in ood.items()}}
+    summary = {"id": id_acc, "ood": ood, "ood_avg": sum(ood_accs) / len(ood_accs)}
+    hparams = hparams or {"lr": 0.1}
+    model = {"arch": "bench-tinyclip", "pretrained": "tinyshift"}
+    config = {"method": method, "dataset": "tinyshift", "protocol": "tinyshift@1", "model": model, "seed": seed,
+              "hparams": hparams, "budget": {"steps": 500}}
     return {
-        "schema": 1, "method": method, "dataset": "tinyshift", "seed": seed, "official": official,
+        "schema": SCHEMA_VERSION, "run_id": config_hash(config), "bench_version": "0.1.0", "method": method,
+        "dataset": "tinyshift", "seed": seed, "official": official,
         "protocol": {"name": "tinyshift", "version": 1, "id": "tinyshift@1"},
-        "model": {"arch": "bench-tinyclip", "pretrained": "tinyshift"},
-        "hparams": hparams or {"lr": 0.1}, "config": {"budget": {"steps": 500}},
-        "reported_variant": variant, "metric": "acc", "metrics": metrics,
-        "summary": {"id": id_acc, "ood": ood, "ood_avg": sum(ood_accs) / len(ood_accs)},
+        "model": {**model, "activation": "gelu", "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3,
+                  "weights_sha256": None},
+        "hparams": hparams, "config": config, "selection": {"rule": "id_val"},
+        "evaluation": {"variants": {variant: None}, "reported": variant},
+        "reported_variant": variant, "metric": "acc", "metrics": metrics, "summary": summary,
+        "variants": {variant: {"alpha": None, "metrics": metrics, "summary": summary}},
+        "method_info": {}, "history": [], "data_access": {},
         "timing": {"setup_s": 1.0, "train_s": 2.0 + seed, "eval_s": 0.5, "total_s": 3.5 + seed, "train_images_per_s": 100.0},
-        "env": {"device": "cpu (x86_64, 2 threads)"},
+        "env": {"python": "3.11", "packages": {}, "git": {"sha": None, "dirty": None},
+                "device": "cpu (x86_64, 2 threads)", "device_kind": "cpu"},
     }
 
 
@@ -41,7 +54,7 @@ def test_mean_std_by_hand():
     assert (mean, n) == (7 / 3, 3)
     assert std == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
     assert mean_std([5.0]) == (5.0, None, 1)
-    assert cell([1.0, 2.0, 4.0]) == "2.3 ± 1.5" and cell([5.0]) == "5.0" and cell([]) == "–"
+    assert cell(Stat((1.0, 2.0, 4.0))) == "2.3 ± 1.5" and cell(Stat((5.0,))) == "5.0" and cell(Stat(())) == "–"
 
 
 def test_table_values_order_and_missing_seeds(tmp_path):
@@ -73,8 +86,9 @@ def test_different_hyperparameters_are_separate_rows(tmp_path):
 def test_weight_ensemble_variant_becomes_a_we_row(tmp_path):
     record = fake_record("flyp", 0, 80.0, [40] * 5)
     we = fake_record("flyp", 0, 75.0, [50] * 5)
-    record["variants"] = {"final": {"metrics": record["metrics"], "summary": record["summary"]},
-                          "alpha=0.5": {"metrics": we["metrics"], "summary": we["summary"]}}
+    record["variants"] = {"final": {"alpha": None, "metrics": record["metrics"], "summary": record["summary"]},
+                          "alpha=0.5": {"alpha": 0.5, "metrics": we["metrics"], "summary": we["summary"]}}
+    record["evaluation"]["variants"] = {"final": None, "alpha=0.5": 0.5}
     fill(tmp_path, [record])
     text, _ = leaderboard_markdown(tmp_path)
     rows = {}
@@ -156,7 +170,7 @@ def test_timings_of_two_devices_stay_apart(tmp_path):
     a = fake_record("ft", 0, 80.0, [40] * 5)
     b = fake_record("ft", 1, 81.0, [41] * 5)
     c = fake_record("flyp", 0, 82.0, [42] * 5)
-    b["env"] = {"device": "NVIDIA H100"}
+    b["env"] = {**b["env"], "device": "NVIDIA H100", "device_kind": "cuda"}
     b["timing"] = {**b["timing"], "train_s": 100.0, "total_s": 200.0}
     c["timing"] = {**c["timing"], "train_s": 6.0}
     fill(tmp_path, [a, b, c])

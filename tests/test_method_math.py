@@ -6,7 +6,7 @@ import torch
 
 from bench.methods.l2sp import l2sp_penalty
 from bench.methods.lp import fit_linear_probe
-from bench.protocols.trainer import cosine_factor
+from bench.engine.trainer import cosine_factor
 
 
 def test_l2sp_penalty_and_gradient_by_hand():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.datasets import tinyshift_data as data
-from bench.datasets.render import STYLES, load_digits, render
+from bench.testbed import data
+from bench.testbed.render import STYLES, load_digits, render
 from bench.models import ASSET_DIR, load_clip, sha256_file
 from bench.models.classifier import zero_shot_weights
 
@@ -34,6 +34,9 @@ def test_splits_have_the_declared_roles():
     assert data.SPLITS["train"][1] == data.ID_STYLE == "photo"
     assert data.SPLITS["ood_val"][1] == "clipart"
     assert set(data.OOD_TEST_STYLES).isdisjoint({"photo", "clipart"})
+    from bench.protocols.tinyshift import TINYSHIFT
+
+    assert TINYSHIFT.ood_test_splits == data.OOD_TEST_STYLES  # the protocol (data) names the renderer's test styles
     images, labels = data.render_split("id_val")
     assert images.shape == (200, 3, 32, 32) and set(labels.tolist()) == set(range(10))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -37,11 +38,24 @@ class DatasetAdapter(ABC):
         self.model_info = model_info
         self.data_root = data_root
         self._cache: dict[str, torch.utils.data.Dataset] = {}
+        self._gate = None  # during a run: the engine's data guard, asked before any split is handed out
 
     def split(self, name: str) -> torch.utils.data.Dataset:
+        if self._gate is not None:
+            self._gate(name)
         if name not in self._cache:
             self._cache[name] = self.load_split(name)
         return self._cache[name]
+
+    @contextmanager
+    def gated(self, check):
+        """While a run is under way every split request passes `check(name)` first (it raises to refuse).
+        Datasets whose data can also be produced by calling code directly (the testbed) gate that code too."""
+        previous, self._gate = self._gate, check
+        try:
+            yield self
+        finally:
+            self._gate = previous
 
     @abstractmethod
     def load_split(self, name: str) -> torch.utils.data.Dataset:
@@ -63,11 +77,6 @@ class DatasetAdapter(ABC):
     def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
         """Official metrics of one split (or, with its metadata, a subset of it) from its logits."""
         return {"acc": accuracy(logits, labels)}
-
-
-def format_prompt(template: str, name: str) -> str:
-    """Fill a prompt template: `{}` is the class name, `{article}` its indefinite article."""
-    return template.format(name, article="an" if name[:1].lower() in "aeiou" else "a")
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

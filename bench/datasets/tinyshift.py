@@ -1,10 +1,12 @@
 """`tinyshift`: the embedded offline testbed (real digits, procedurally rendered domains)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from bench.datasets import register_dataset
-from bench.datasets import tinyshift_data as data
+from bench.testbed import data
 from bench.datasets.base import DatasetAdapter, TensorSplit
 from bench.errors import BenchError
 from bench.protocols.tinyshift import TINYSHIFT
@@ -17,6 +19,11 @@ class TinyShift(DatasetAdapter):
     templates = data.TEMPLATES
     protocol = TINYSHIFT
     needs_data_root = False
+
+    @contextmanager
+    def gated(self, check):
+        with super().gated(check), data.gated(check):
+            yield self
 
     def check(self) -> list[dict]:
         return [{"split": "all", "status": "embedded", "count": None, "expected": None,

@@ -19,7 +19,7 @@ from bench.datasets.base import DatasetAdapter
 from bench.datasets.folders import data_root
 from bench.datasets.transforms import FileSplit, clip_transform
 from bench.errors import BenchError
-from bench.protocols.wilds_protocols import FMOW, IWILDCAM
+from bench.protocols.wilds import FMOW, IWILDCAM
 
 SPLITS = {"train": "train", "id_val": "id_val", "id_test": "id_test", "ood_val": "val", "ood_test": "test"}
 IWILDCAM_TEMPLATES = ("a photo of {}.", "{} in the wild.")

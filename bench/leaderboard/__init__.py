@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -34,29 +35,53 @@ def _unfinished(store: RunStore) -> list[dict]:
     return configs
 
 
-def collect(runs: Path):
+def describe_selection(method: str, method_info: dict) -> str | None:
+    """What a run selected, in the words of its method's `selected` hook (None for a method not loaded here)."""
+    from bench.methods import METHODS
+
+    try:
+        cls = METHODS.get(method)
+    except BenchError:
+        return None
+    return cls.selected(method_info)
+
+
+@dataclass
+class Leaderboard:
+    sections: list
+    records: list
+    unfinished: list
+    problems: list  # (run folder, reason) of finished runs whose record fails the schema
+
+    def markdown(self, runs: Path, assets: str | None) -> str:
+        return render(self.sections, known_protocols(), len(self.records), len(self.unfinished), assets,
+                      load_step_benchmarks(runs), self.problems)
+
+
+def collect(runs: Path) -> Leaderboard:
+    """The one aggregation every output is formatted from."""
     from bench.methods import BUILTIN_METHODS
 
     store = RunStore(runs)
-    records = store.records()
+    records, problems = store.scan()
     unfinished = _unfinished(store)
-    sections = build_sections(records, known_protocols(), unfinished, BUILTIN_METHODS)
-    return sections, records, unfinished
+    sections = build_sections(records, known_protocols(), unfinished, BUILTIN_METHODS, describe_selection)
+    return Leaderboard(sections, records, unfinished, problems)
 
 
 def leaderboard_markdown(runs: Path, assets: str | None = None) -> tuple[str, int]:
-    sections, records, unfinished = collect(runs)
-    text = render(sections, known_protocols(), len(records), len(unfinished), assets, load_step_benchmarks(runs))
-    return text, len(records)
+    board = collect(runs)
+    return board.markdown(runs, assets), len(board.records)
 
 
-def write_leaderboard(runs: Path, out: Path, plots: bool = True) -> int:
+def write_leaderboard(runs: Path, out: Path, plots: bool = True) -> Leaderboard:
     if not Path(runs).is_dir():
         raise BenchError(f"run store {runs} does not exist; run `bench run --method ft` first or pass --runs DIR")
     out = Path(out)
     assets_dir = out.parent / ASSETS
-    sections, records, unfinished = collect(runs)
-    text = render(sections, known_protocols(), len(records), len(unfinished), ASSETS, load_step_benchmarks(runs))
+    board = collect(runs)
+    sections = board.sections
+    text = board.markdown(runs, ASSETS)
     try:
         assets_dir.mkdir(parents=True, exist_ok=True)
         rows = table_rows(sections)
@@ -72,4 +97,4 @@ def write_leaderboard(runs: Path, out: Path, plots: bool = True) -> int:
         atomic_write_text(out, text)
     except OSError as exc:
         raise BenchError(f"cannot write the leaderboard to {out} ({exc.strerror or exc}); pass --out with a writable path")
-    return len(records)
+    return board

@@ -1,4 +1,7 @@
-"""Group finished run records into leaderboard rows: mean, sample std and n over seeds."""
+"""The leaderboard's one aggregation: records -> sections of rows with every statistic the page, the CSV/JSON
+exports and the plots show (means, sample std and n per column, the baseline fit and effective robustness, the
+weight-ensemble curves, timings per device, what each method selected) and the status of methods without a
+result. Formatting modules only read these; none of them computes a statistic of its own."""
 from __future__ import annotations
 
 import math
@@ -6,6 +9,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bench.config import canonical_json
+from bench.leaderboard.robustness import baseline_points, effective_robustness, fit_line
+
+WE_VARIANT = "alpha=0.5"
+TIMING_KEYS = ("train_s", "search_s", "eval_s", "total_s", "train_images_per_s")
+PHASES = ("setup_s", "search_s", "train_s", "eval_s")
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None, int]:
@@ -17,6 +25,23 @@ def mean_std(values: list[float]) -> tuple[float, float | None, int]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)), n
 
 
+@dataclass(frozen=True)
+class Stat:
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return mean_std(list(self.values))[0] if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return mean_std(list(self.values))[1] if self.values else None
+
+
 @dataclass
 class Row:
     method: str
@@ -24,18 +49,38 @@ class Row:
     hparams: dict
     records: list = field(default_factory=list)
     label: str = ""
+    columns: dict[str, Stat] = field(default_factory=dict)  # id split, each OOD split, "ood_avg", "effective_robustness"
+    alpha_curve: list[tuple[float, float, float]] = field(default_factory=list)  # (alpha, mean ID, mean OOD avg)
+    phases: dict[str, float] = field(default_factory=dict)  # mean seconds per phase (timing plot)
+    selected: list[tuple[str, str]] = field(default_factory=list)  # (which runs, settings and what they selected)
 
-    def values(self, split: str, metric: str) -> list[float]:
-        return [r["metrics"][split][metric] for r in self.records if split in r.get("metrics", {})]
-
-    def ood_avg(self) -> list[float]:
-        return [r["summary"]["ood_avg"] for r in self.records]
+    @property
+    def is_we(self) -> bool:
+        return self.method.endswith("+WE")
 
     def seeds(self) -> list[int]:
         return sorted(r["seed"] for r in self.records)
 
-    def timing(self, key: str) -> list[float]:
-        return [r["timing"][key] for r in self.records if r.get("timing", {}).get(key) is not None]
+    def ood_avg(self) -> list[float]:
+        return [r["summary"]["ood_avg"] for r in self.records]
+
+
+@dataclass(frozen=True)
+class Missing:
+    method: str
+    status: str  # "not run" | "incomplete"
+    unfinished: int = 0
+
+
+@dataclass
+class TimingEntry:
+    label: str
+    method: str
+    device: str
+    n: int
+    device_hours: float
+    peak_mb: float | None
+    means: dict[str, float | None]
 
 
 @dataclass
@@ -49,10 +94,11 @@ class Section:
     id_split: str
     ood_splits: list[str]
     rows: list[Row] = field(default_factory=list)
-    missing: dict[str, str] = field(default_factory=dict)  # built-in method -> "not run" / "incomplete (k)"
-
-
-WE_VARIANT = "alpha=0.5"
+    missing: list[Missing] = field(default_factory=list)
+    fit: tuple[float, float] | None = None
+    baseline_points: int = 0
+    timing: list[TimingEntry] = field(default_factory=list)
+    seeds_wanted: int | None = None
 
 
 def views(record: dict) -> list[dict]:
@@ -67,9 +113,11 @@ def views(record: dict) -> list[dict]:
     return out
 
 
-def build_sections(records: list[dict], protocols: dict, unfinished: list[dict] = (), expected=()) -> list[Section]:
-    """`protocols` maps protocol id -> Protocol (for split roles and metric names); `unfinished` are the configs of
-    runs without a result; `expected` the built-in methods an official section should list even when not run."""
+def build_sections(records: list[dict], protocols: dict, unfinished: list[dict] = (), expected=(),
+                   describe=None) -> list[Section]:
+    """`protocols` maps protocol id -> Protocol (split roles, metric, seeds); `unfinished` are the configs of runs
+    without a result; `expected` the built-in methods an official section lists even when not run; `describe(method,
+    method_info)` says what a run selected (the method's `selected` hook), or None."""
     groups: dict[tuple, dict[tuple, Row]] = defaultdict(dict)
     for r in (view for record in records for view in views(record)):
         key = (r["dataset"], r["protocol"]["id"], r["model"]["arch"], str(r["model"]["pretrained"]), bool(r["official"]))
@@ -86,21 +134,94 @@ def build_sections(records: list[dict], protocols: dict, unfinished: list[dict] 
         first = next(iter(groups[key].values())).records[0]
         ood = list(protocol.ood_test_splits) if protocol else sorted(first["summary"]["ood"])
         id_split = protocol.id_test_split if protocol else "id_test"
-        section = Section(dataset, pid, arch, pretrained, official, first["metric"], id_split, ood)
+        section = Section(dataset, pid, arch, pretrained, official, first["metric"], id_split, ood,
+                          seeds_wanted=len(protocol.seeds) if protocol else None)
         rows = list(groups[key].values())
         _label_rows(rows)
-        rows.sort(key=lambda row: (-mean_std(row.ood_avg())[0], row.label))
+        points = baseline_points(rows)
+        section.fit, section.baseline_points = fit_line(points), len(points)
+        for row in rows:
+            _row_statistics(row, section, describe)
+        rows.sort(key=lambda row: (-row.columns["ood_avg"].mean, row.label))
         section.rows = rows
+        section.timing = _timing(rows)
         if official:
-            present = {row.method for row in rows}
-            for method in expected:
-                if method in present:
-                    continue
-                stuck = [c for c in unfinished if c.get("method") == method and c.get("dataset") == dataset
-                         and c.get("protocol") == pid and c.get("model", {}).get("arch") == arch]
-                section.missing[method] = f"incomplete ({len(stuck)} unfinished)" if stuck else "not run"
+            section.missing = _missing(rows, expected, unfinished, dataset, pid, arch)
         sections.append(section)
     return sections
+
+
+def _row_statistics(row: Row, section: Section, describe) -> None:
+    m, fit = section.metric, section.fit
+    for split in (section.id_split, *section.ood_splits):
+        row.columns[split] = Stat(tuple(r["metrics"][split][m] for r in row.records if split in r.get("metrics", {})))
+    row.columns["ood_avg"] = Stat(tuple(row.ood_avg()))
+    if fit:
+        row.columns["effective_robustness"] = Stat(tuple(
+            effective_robustness(fit, r["summary"]["id"], r["summary"]["ood_avg"]) for r in row.records))
+    row.alpha_curve = _alpha_curve(row)
+    row.phases = {key: (Stat(tuple(_timings(row.records, key))).mean or 0.0) for key in PHASES}
+    if not row.is_we:
+        row.selected = _selected(row, describe)
+
+
+def _timings(records, key) -> list[float]:
+    return [r["timing"][key] for r in records if r.get("timing", {}).get(key) is not None]
+
+
+def _alpha_curve(row: Row) -> list[tuple[float, float, float]]:
+    """(alpha, mean ID, mean OOD avg) for every alpha all of a row's runs evaluated."""
+    alphas = None
+    for r in row.records:
+        have = {v["alpha"] for v in r.get("variants", {}).values() if v.get("alpha") is not None}
+        alphas = have if alphas is None else alphas & have
+    out = []
+    for alpha in sorted(alphas or ()):
+        chosen = [next(v for v in r["variants"].values() if v.get("alpha") == alpha) for r in row.records]
+        out.append((alpha, mean_std([v["summary"]["id"] for v in chosen])[0],
+                    mean_std([v["summary"]["ood_avg"] for v in chosen])[0]))
+    return out
+
+
+def _selected(row: Row, describe) -> list[tuple[str, str]]:
+    """One "all seeds" line (settings, and what the runs selected when they agree), else one line per seed."""
+    from bench.config import short_value
+
+    settings = ", ".join(f"{k}={short_value(v)}" for k, v in sorted(row.hparams.items()) if not k.startswith("budget."))
+    chosen = {r["seed"]: describe(row.method, r.get("method_info") or {}) if describe else None for r in row.records}
+    texts = set(chosen.values())
+    if len(texts) == 1:
+        text = next(iter(texts))
+        return [("all seeds", settings + (f"; {text}" if text else "") if settings else text or "none")]
+    return [(f"seed {seed}", chosen[seed] or settings or "none") for seed in sorted(chosen)]
+
+
+def _timing(rows: list[Row]) -> list[TimingEntry]:
+    """One entry per (row, device): means of each timing over that device's runs."""
+    device = lambda r: r.get("env", {}).get("device", "unknown device")
+    out = []
+    for row in rows:
+        for name in sorted({device(r) for r in row.records}):
+            runs = [r for r in row.records if device(r) == name]
+            peaks = [r["timing"]["peak_memory"]["mb"] for r in runs
+                     if r.get("timing", {}).get("peak_memory", {}).get("mb") is not None]
+            out.append(TimingEntry(row.label, row.method, name, len(runs),
+                                   sum(r["timing"].get("total_s", 0.0) for r in runs) / 3600.0,
+                                   Stat(tuple(peaks)).mean,
+                                   {key: Stat(tuple(_timings(runs, key))).mean for key in TIMING_KEYS}))
+    return out
+
+
+def _missing(rows, expected, unfinished, dataset, pid, arch) -> list[Missing]:
+    present = {row.method for row in rows}
+    out = []
+    for method in sorted(expected):
+        if method in present:
+            continue
+        stuck = [c for c in unfinished if c.get("method") == method and c.get("dataset") == dataset
+                 and c.get("protocol") == pid and c.get("model", {}).get("arch") == arch]
+        out.append(Missing(method, "incomplete", len(stuck)) if stuck else Missing(method, "not run"))
+    return out
 
 
 def _label_rows(rows: list[Row]) -> None:

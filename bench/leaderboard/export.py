@@ -5,8 +5,7 @@ import csv
 import io
 import json
 
-from bench.leaderboard.aggregate import Section, mean_std
-from bench.leaderboard.robustness import baseline_points, effective_robustness, fit_line
+from bench.leaderboard.aggregate import Section
 
 FIELDS = ["dataset", "protocol", "model", "pretrained", "official", "method", "variant", "n", "seeds", "column",
           "metric", "mean", "std"]
@@ -15,18 +14,11 @@ FIELDS = ["dataset", "protocol", "model", "pretrained", "official", "method", "v
 def table_rows(sections: list[Section]) -> list[dict]:
     out = []
     for s in sections:
-        fit = fit_line(baseline_points(s.rows))
         for row in s.rows:
-            columns = [(s.id_split, row.values(s.id_split, s.metric))]
-            columns += [(split, row.values(split, s.metric)) for split in s.ood_splits]
-            columns.append(("ood_avg", row.ood_avg()))
-            if fit:
-                columns.append(("effective_robustness", [effective_robustness(fit, r["summary"]["id"],
-                                                                              r["summary"]["ood_avg"]) for r in row.records]))
-            for column, values in columns:
-                if not values:
+            for column, stat in row.columns.items():
+                if not stat.n:
                     continue
-                mean, std, n = mean_std(values)
+                mean, std, n = stat.mean, stat.std, stat.n
                 out.append({"dataset": s.dataset, "protocol": s.protocol, "model": s.arch, "pretrained": s.pretrained,
                             "official": s.official, "method": row.label, "variant": row.variant, "n": n,
                             "seeds": " ".join(map(str, row.seeds())), "column": column, "metric": s.metric,

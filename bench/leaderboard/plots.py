@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.leaderboard.aggregate import Section, mean_std
-from bench.leaderboard.robustness import baseline_points, fit_line, predicted_ood
+from bench.leaderboard.aggregate import PHASES, Section
+from bench.leaderboard.robustness import predicted_ood
 
 
 def _plt():
@@ -18,43 +18,26 @@ def _plt():
     return plt
 
 
-def alpha_curve(row) -> list[tuple[float, float, float]]:
-    """(alpha, mean ID, mean OOD avg) for every alpha all of a row's runs evaluated."""
-    alphas = None
-    for r in row.records:
-        have = {v["alpha"] for v in r.get("variants", {}).values() if v.get("alpha") is not None}
-        alphas = have if alphas is None else alphas & have
-    out = []
-    for alpha in sorted(alphas or ()):
-        ids, oods = [], []
-        for r in row.records:
-            v = next(v for v in r["variants"].values() if v.get("alpha") == alpha)
-            ids.append(v["summary"]["id"])
-            oods.append(v["summary"]["ood_avg"])
-        out.append((alpha, mean_std(ids)[0], mean_std(oods)[0]))
-    return out
-
-
 def id_ood_plot(section: Section, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     ids = [r["summary"]["id"] for row in section.rows for r in row.records]
-    fit = fit_line(baseline_points(section.rows))
+    fit = section.fit
     if fit and ids:
         lo, hi = min(ids) - 5, max(ids) + 5
         xs = [lo + (hi - lo) * i / 50 for i in range(51)]
         ax.plot(xs, [predicted_ood(fit, x) for x in xs], color="grey", linestyle="--", linewidth=1,
                 label="baseline trend (FT, LP; logit fit)")
     for row in section.rows:
-        if row.method.endswith("+WE"):
+        if row.is_we:
             continue
-        curve = alpha_curve(row)
+        curve = row.alpha_curve
         if len(curve) > 1:
             line, = ax.plot([c[1] for c in curve], [c[2] for c in curve], marker=".", linewidth=1)
             colour = line.get_color()
         else:
             colour = None
-        x, y = mean_std([r["summary"]["id"] for r in row.records])[0], mean_std(row.ood_avg())[0]
+        x, y = row.columns[section.id_split].mean, row.columns["ood_avg"].mean
         ax.scatter([x], [y], s=40, color=colour, zorder=3)
         ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel(f"ID {section.id_split} {section.metric}")
@@ -70,11 +53,12 @@ def id_ood_plot(section: Section, path: Path) -> None:
 
 def timing_plot(section: Section, path: Path) -> None:
     plt = _plt()
-    rows = [row for row in section.rows if not row.method.endswith("+WE")]
+    rows = [row for row in section.rows if not row.is_we]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2), dpi=110)
     left = [0.0] * len(rows)
-    for key, label in (("setup_s", "setup"), ("search_s", "search"), ("train_s", "train"), ("eval_s", "eval")):
-        values = [mean_std(row.timing(key))[0] if row.timing(key) else 0.0 for row in rows]
+    for key in PHASES:
+        label = key[: -len("_s")]
+        values = [row.phases[key] for row in rows]
         ax.barh([row.label for row in rows], values, left=left, label=label)
         left = [a + b for a, b in zip(left, values)]
     ax.set_xlabel("seconds per run (mean over seeds)")

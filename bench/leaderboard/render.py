@@ -5,67 +5,43 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from bench.leaderboard.aggregate import Row, Section, mean_std
-from bench.leaderboard.robustness import BASELINES, baseline_points, effective_robustness, fit_line
+from bench.leaderboard.aggregate import Section, Stat
+from bench.leaderboard.robustness import BASELINES
 from bench.leaderboard.timing import step_benchmark_table, timing_table
 
 
-def cell(values: list[float], digits: int = 1) -> str:
-    if not values:
+def cell(stat: Stat | None, digits: int = 1) -> str:
+    if stat is None or not stat.n:
         return "–"
-    mean, std, n = mean_std(values)
+    mean, std = stat.mean, stat.std
     if abs(mean) < 0.5 * 10**-digits:
         mean = 0.0  # no "-0.0"
     return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def er_values(row: Row, fit) -> list[float]:
-    return [effective_robustness(fit, r["summary"]["id"], r["summary"]["ood_avg"]) for r in row.records] if fit else []
-
-
-def results_table(section: Section, fit) -> str:
+def results_table(section: Section) -> str:
     m = section.metric
     headers = ["method", "n", f"ID {section.id_split} {m}", *[f"{s} {m}" for s in section.ood_splits],
                f"OOD avg {m}", "eff. robustness"]
     body = []
     for row in section.rows:
-        body.append([row.label, str(len(row.records)), cell(row.values(section.id_split, m)),
-                     *[cell(row.values(s, m)) for s in section.ood_splits], cell(row.ood_avg()),
-                     cell(er_values(row, fit)) if fit else "– (no baseline fit)"])
-    for method, reason in sorted(section.missing.items()):
-        body.append([method, "0", *[reason.split(" (")[0]] * (len(headers) - 2)])
+        body.append([row.label, str(len(row.records)), cell(row.columns[section.id_split]),
+                     *[cell(row.columns[s]) for s in section.ood_splits], cell(row.columns["ood_avg"]),
+                     cell(row.columns["effective_robustness"]) if section.fit else "– (no baseline fit)"])
+    for missing in section.missing:
+        body.append([missing.method, "0", *[missing.status] * (len(headers) - 2)])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True,
                     colalign=["left"] + ["right"] * (len(headers) - 1))
 
 
-def _fmt(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def hyperparameter_lines(section: Section) -> list[str]:
-    body = []
-    for row in section.rows:
-        if row.method.endswith("+WE"):
-            continue
-        searched = [r for r in row.records if r.get("method_info", {}).get("autoft")]
-        if searched:
-            for r in sorted(searched, key=lambda r: r["seed"]):
-                obj = r["method_info"]["autoft"]["objective"]
-                weights = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(obj["weights"].items()))
-                body.append([row.label, f"seed {r['seed']}", f"learned: {weights}; lr={_fmt(obj['lr'])}, "
-                             f"wd={_fmt(obj['weight_decay'])}, data seed {obj['seed']}"])
-        else:
-            settings = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(row.hparams.items()) if not k.startswith("budget."))
-            chosen = sorted({_fmt(r["method_info"]["linear_probe"]["C"]) for r in row.records
-                             if (r.get("method_info") or {}).get("linear_probe")})
-            if chosen:
-                settings += f"; C chosen on ID val: {', '.join(chosen)}"
-            body.append([row.label, "all seeds", settings or "none"])
+    body = [[row.label, runs, text] for row in section.rows if not row.is_we for runs, text in row.selected]
     return [tabulate(body, headers=["method", "runs", "hyperparameters"], tablefmt="github", disable_numparse=True), ""]
 
 
-def er_explanation(section: Section, fit, n_points: int) -> str:
+def er_explanation(section: Section) -> str:
     base = " and ".join(BASELINES)
+    fit, n_points = section.fit, section.baseline_points
     if fit is None:
         return (f"Effective robustness needs a baseline trend: the per-seed points of {base} with two distinct ID "
                 "accuracies; this section has fewer, so that column is empty.")
@@ -94,11 +70,10 @@ def reported_table(section: Section) -> list[str]:
             tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
 
 
-def notes(section: Section, protocol) -> list[str]:
-    out = [f"- {method}: {reason[len('incomplete ('):-len(' unfinished)')]} unfinished run(s), no result yet "
-           "(re-running the same `bench run` resumes them)."
-           for method, reason in sorted(section.missing.items()) if reason.startswith("incomplete")]
-    wanted = len(protocol.seeds) if protocol else None
+def notes(section: Section) -> list[str]:
+    out = [f"- {m.method}: {m.unfinished} unfinished run(s), no result yet "
+           "(re-running the same `bench run` resumes them)." for m in section.missing if m.status == "incomplete"]
+    wanted = section.seeds_wanted
     for row in section.rows:
         if wanted and len(row.records) < wanted:
             out.append(f"- {row.label}: {len(row.records)} of {wanted} protocol seeds finished (seeds {row.seeds()}); "
@@ -112,18 +87,20 @@ def section_slug(section: Section) -> str:
 
 
 def render(sections: list[Section], protocols: dict, n_runs: int, incomplete: int, assets: str | None = None,
-           step_benchmarks: list[dict] | None = None) -> str:
+           step_benchmarks: list[dict] | None = None, problems: list[tuple[str, str]] = ()) -> str:
     lines = ["# Leaderboard", "",
              f"Generated by `bench leaderboard` from {n_runs} finished runs in the run store"
              + (f" ({incomplete} unfinished runs ignored)" if incomplete else "") + ". Do not edit by hand."
              + (f" Tables as CSV and JSON: [{assets}/results.csv]({assets}/results.csv), "
                 f"[{assets}/results.json]({assets}/results.json)." if assets else ""), ""]
+    if problems:
+        lines += [f"{len(problems)} finished run(s) left out because their record fails the schema "
+                  "(bench/records.py; fix or delete the folder):", ""]
+        lines += [f"- `{where}`: {reason}" for where, reason in problems] + [""]
     if not sections:
         lines += ["No finished runs yet: `bench run --method ft` adds one.", ""]
     for s in sections:
         p = protocols.get(s.protocol)
-        points = baseline_points(s.rows)
-        fit = fit_line(points)
         title = f"## {s.dataset} — protocol {s.protocol}, model {s.arch} ({s.pretrained})"
         lines += [title + ("" if s.official else " — UNOFFICIAL (protocol settings overridden)"), ""]
         label = p.metric_label if p else s.metric
@@ -133,9 +110,9 @@ def render(sections: list[Section], protocols: dict, n_runs: int, incomplete: in
                   "training, search or selection. Rows sorted by OOD avg; \"+WE\" rows are the weight ensemble with "
                   "the zero-shot model at alpha = 0.5; \"not run\" / \"incomplete\" rows name built-in methods "
                   "without a finished run here.", ""]
-        lines += [results_table(s, fit), ""]
-        lines += notes(s, p) + ([""] if notes(s, p) else [])
-        lines += [er_explanation(s, fit, len(points)), ""]
+        lines += [results_table(s), ""]
+        lines += notes(s) + ([""] if notes(s) else [])
+        lines += [er_explanation(s), ""]
         lines += reported_table(s)
         if assets:
             slug = section_slug(s)

@@ -8,37 +8,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.leaderboard.aggregate import Section, mean_std
+from bench.leaderboard.aggregate import TIMING_KEYS, Section
 
-COLUMNS = (("train_s", "train s"), ("search_s", "search s"), ("eval_s", "eval s"), ("total_s", "total s"),
-           ("train_images_per_s", "train images/s"))
-
-
-def _device(record: dict) -> str:
-    return record.get("env", {}).get("device", "unknown device")
-
-
-def _mean(values):
-    return mean_std(values)[0] if values else None
-
-
-def _peak(record):
-    return record.get("timing", {}).get("peak_memory", {}).get("mb")
-
-
-def timing_rows(section: Section) -> list[dict]:
-    """One entry per (row, device): means of each timing over that device's runs."""
-    out = []
-    for row in section.rows:
-        for device in sorted({_device(r) for r in row.records}):
-            runs = [r for r in row.records if _device(r) == device]
-            entry = {"label": row.label, "method": row.method, "device": device, "n": len(runs),
-                     "device_hours": sum(r["timing"].get("total_s", 0.0) for r in runs) / 3600.0,
-                     "peak_mb": _mean([p for p in map(_peak, runs) if p is not None])}
-            for key, _ in COLUMNS:
-                entry[key] = _mean([r["timing"][key] for r in runs if r.get("timing", {}).get(key) is not None])
-            out.append(entry)
-    return out
+LABELS = {"train_s": "train s", "search_s": "search s", "eval_s": "eval s", "total_s": "total s",
+          "train_images_per_s": "train images/s"}
 
 
 def _with_ratio(value, reference, digits=1):
@@ -51,16 +24,16 @@ def _with_ratio(value, reference, digits=1):
 
 
 def timing_table(section: Section) -> str:
-    rows = timing_rows(section)
-    ft = {e["device"]: e for e in rows if e["method"] == "ft"}
-    headers = ["method", "n", *[label for _, label in COLUMNS], "device-hours (all seeds)", "peak memory MB", "device"]
+    ft = {e.device: e for e in section.timing if e.method == "ft"}
+    headers = ["method", "n", *[LABELS[key] for key in TIMING_KEYS], "device-hours (all seeds)", "peak memory MB", "device"]
     body = []
-    for e in rows:
-        ref = ft.get(e["device"], {})
-        body.append([e["label"], str(e["n"]),
-                     *[_with_ratio(e[key], ref.get(key), 0 if key == "train_images_per_s" else 1) for key, _ in COLUMNS],
-                     _with_ratio(e["device_hours"], ref.get("device_hours"), 4),
-                     _with_ratio(e["peak_mb"], ref.get("peak_mb"), 0), e["device"]])
+    for e in section.timing:
+        ref = ft.get(e.device)
+        body.append([e.label, str(e.n),
+                     *[_with_ratio(e.means[key], ref and ref.means[key], 0 if key == "train_images_per_s" else 1)
+                       for key in TIMING_KEYS],
+                     _with_ratio(e.device_hours, ref and ref.device_hours, 4),
+                     _with_ratio(e.peak_mb, ref and ref.peak_mb, 0), e.device])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 

@@ -18,22 +18,26 @@ The official code's defects (reference 8.5) are explicit choices here:
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import HParam, seed_hash
+from bench.config import HParam, Option, seed_hash, short_value
 from bench.methods import register_method
 from bench.methods.autoft_losses import LOSS_NAMES, learned_loss
 from bench.methods.base import ALPHA_GRID, Method
 from bench.methods.flyp import class_prompt_tokens, sample_captions
 from bench.models.classifier import linear_head
-from bench.protocols.batches import train_batches
-from bench.protocols.evaluation import predict
+from bench.engine.batches import train_batches
+from bench.engine.evaluation import predict
+from bench.engine.step import training_step
 from bench.weights import clone_state
 
 SEARCHED_TERMS = tuple(name for name in LOSS_NAMES if name != "ce")
+RELEASED_IWILDCAM = {"ce": 1.0, "dcm": 0.622, "entropy": 4.7e-4, "flyp": 1.906, "hinge": 1.6e-4, "l1init": 1.5e-3,
+                     "l1zero": 1.9e-4, "l2init": 1.7e-4, "l2zero": 1.1e-4}
 
 
 class CLIPWithHead(nn.Module):
@@ -79,7 +83,14 @@ def decode(params: dict) -> dict:
 class AutoFT(Method):
     description = "AutoFT: Optuna search of a 9-term objective + lr/wd/seed on OOD-val, then fine-tuning with it"
     requires = frozenset({"ood_val"})
-    searches = True
+    options = (
+        Option("--trials", "outer-loop trials in total (= --set trials=N)", setting="trials"),
+        Option("--inner-steps", "inner fine-tuning steps per trial (= --set inner_steps=N)", setting="inner_steps"),
+        Option("--ood-val-size", "OOD-val examples per trial, a protocol setting (= --set ood_val_size=N)",
+               setting="ood_val_size"),
+        Option("--storage", "Optuna storage URL or journal file shared by workers (default: in the run folder)",
+               type=str),
+    )
     ensemble_alphas = ALPHA_GRID
     hparams = {
         "trials": HParam(30, "outer-loop trials (official: 500)"),
@@ -93,11 +104,11 @@ class AutoFT(Method):
 
     def _new_model(self) -> CLIPWithHead:
         ctx = self.ctx
-        tokens = class_prompt_tokens(ctx.tokenizer, ctx.dataset.classnames, ctx.templates)
+        tokens = class_prompt_tokens(ctx.tokenizer, ctx.classnames, ctx.templates)
         head = linear_head(ctx.zero_shot_weights())
         return CLIPWithHead(copy.deepcopy(ctx.clip).float(), head, tokens).to(ctx.device)
 
-    def _objective_loss(self, model, images, labels, weights, anchors, seed, step):
+    def _objective_loss(self, model, images, labels, *, weights, anchors, seed, step):
         image_features = model.image_features(images)
         logits = model.head(image_features)
         text_features = None
@@ -108,12 +119,19 @@ class AutoFT(Method):
         return learned_loss(weights, logits, labels, image_features, text_features, model.clip.logit_scale.exp(),
                             params, anchors)
 
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        if options.get("storage"):
+            from bench.methods.autoft_search import validate_storage
+
+            validate_storage(options["storage"])
+
     def search(self, folder) -> dict:
         from bench.methods import autoft_search as S
 
         ctx, hp = self.ctx, self.hp
-        train = ctx.data.role("train")
-        ood = ood_val_subset(ctx.data.role("ood_val"), ctx.protocol.ood_val_size)
+        train = ctx.split("train")
+        ood = ood_val_subset(ctx.split("ood_val"), ctx.protocol.ood_val_size)
         model = self._new_model()
         theta0 = clone_state(model)
         anchors = [p.detach().clone() for p in model.parameters() if p.requires_grad]
@@ -128,27 +146,24 @@ class AutoFT(Method):
             batches = train_batches(train, protocol.batch_size, chosen["seed"], 0, ctx.device, ctx.num_workers)
             for step in range(int(hp["inner_steps"])):
                 images, labels = next(batches)
-                with torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype, enabled=ctx.autocast_dtype is not None):
-                    loss = self._objective_loss(model, images, labels, chosen["weights"], anchors, chosen["seed"], step)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if protocol.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), protocol.grad_clip)
-                optimizer.step()
+                loss_fn = functools.partial(self._objective_loss, weights=chosen["weights"], anchors=anchors,
+                                            seed=chosen["seed"], step=step)
+                training_step(model, loss_fn, optimizer, images, labels, ctx.device, ctx.autocast_dtype,
+                              protocol.grad_clip)
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 return float("-inf")  # a diverged objective scores worst; the search goes on
             logits, labels = predict(model, ood, protocol.eval_batch_size, ctx.device, ctx.autocast_dtype, ctx.num_workers)
-            metrics = ctx.dataset.metrics(protocol.ood_val_split, logits, labels, getattr(ood, "metadata", None))
-            return float(metrics[protocol.metric])
+            return float(ctx.metrics("ood_val", logits, labels, ood.metadata)[protocol.metric])
 
-        storage = S.make_storage(getattr(ctx, "storage", None), folder.work)
+        storage_option = ctx.options.get("storage")
+        storage = S.make_storage(storage_option, folder.work)
         study_name = f"autoft-{folder.final.name}"
         probe = S.open_study(study_name, storage, 0)
         existing, running = len(S.completed(probe)), S.running_count(probe)
         # Reproducible for one worker; a worker joining a busy study draws a different stream.
         study = S.open_study(study_name, storage, seed_hash("autoft-sampler", ctx.seed, existing, running))
         ran = S.run_trials(study, objective, int(hp["trials"]), folder.work / "search.lock", folder.work / "trials",
-                           getattr(ctx, "trial_reporter", None))
+                           ctx.report_trial)
         S.wait_for_other_workers(study)
         summary = S.study_summary(study)
         if summary["best_params"] is None:
@@ -156,9 +171,31 @@ class AutoFT(Method):
 
             raise BenchError("the AutoFT search finished without a completed trial; re-run to continue it")
         self.best = decode(summary["best_params"])
-        storage_label = getattr(ctx, "storage", None) or str(folder.final / "search.journal")
+        storage_label = storage_option or str(folder.final / "search.journal")
         return {"autoft": {"study": study_name, "storage": storage_label, "trials_run_here": ran,
                            "resumed_with": existing, **summary, "objective": self.best}}
+
+    def search_stand_in(self) -> None:
+        # The released iWildCam objective (autoft/hparams/iwildcam.json, CE = 1): every term is active.
+        self.best = {"weights": RELEASED_IWILDCAM, "lr": self.ctx.protocol.lr, "weight_decay": 0.1, "seed": 0}
+
+    @classmethod
+    def search_summary(cls, search_info: dict) -> str | None:
+        info = search_info.get("autoft")
+        if not info:
+            return None
+        return (f"search: {info['trials_complete']} trials complete in the study, best OOD-val "
+                f"{info['best_value']:.2f} at trial {info['best_trial']}")
+
+    @classmethod
+    def selected(cls, method_info: dict) -> str | None:
+        info = method_info.get("autoft")
+        if not info:
+            return None
+        obj = info["objective"]
+        weights = ", ".join(f"{k}={short_value(v)}" for k, v in sorted(obj["weights"].items()))
+        return (f"learned: {weights}; lr={short_value(obj['lr'])}, wd={short_value(obj['weight_decay'])}, "
+                f"data seed {obj['seed']}")
 
     def build(self):
         model = self._new_model()
@@ -173,5 +210,5 @@ class AutoFT(Method):
         return int(self.best["seed"])
 
     def loss(self, model, images, labels):
-        return self._objective_loss(model, images, labels, self.best["weights"], self._anchors, self.best["seed"],
-                                    self.step)
+        return self._objective_loss(model, images, labels, weights=self.best["weights"], anchors=self._anchors,
+                                    seed=self.best["seed"], step=self.step)

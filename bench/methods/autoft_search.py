@@ -8,12 +8,10 @@ failed when a worker on the same host finds its process gone; a re-run then cont
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -65,15 +63,12 @@ def open_study(name: str, storage, sampler_seed: int):
         raise BenchError(f"cannot open the AutoFT study {name!r} in storage {storage!r}: {str(exc).splitlines()[0][:160]}")
 
 
-@contextmanager
 def file_lock(path: Path):
+    """A cross-platform exclusive lock on `path` (filelock), held by one worker at a time."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(str(path))
 
 
 def _alive(worker: str) -> bool:

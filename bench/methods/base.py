@@ -1,15 +1,17 @@
-"""The Method interface. The protocol's trainer owns data, budget, schedule, clipping, selection and evaluation;
-a method decides only what is its own: the starting model, the trainable parameters and optimiser, the loss, and
-which weight-space variants of the result to evaluate (e.g. WiSE-FT's alpha grid).
+"""The Method interface. The protocol's engine owns data, budget, schedule, clipping, selection and evaluation;
+a method decides only what is its own: the starting model, the trainable parameters and optimiser, the loss, an
+optional search before training, and which weight-space variants of the result are evaluated (fixed before any
+test split is opened). It sees the run through a read-only `MethodView` (`self.ctx`), never the dataset.
 
-A new method is one subclass in one file, registered with `@register_method("name")`.
+A new method is one subclass in one file, registered with `@register_method("name")`; everything specific to it
+(its command-line flags, its search, how the leaderboard describes what it selected) is a hook here.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from bench.config import HParam
+from bench.config import HParam, Option
 from bench.models.classifier import ImageClassifier
 
 ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(11))
@@ -27,17 +29,31 @@ class Method:
     frozen_image_tower: bool = False  # True: the pretrained image tower is used as is, so cached features serve
     ensemble_alphas: tuple[float, ...] = ()  # weight-ensemble variants between the initial and trained model
     reported_alpha: float | None = None  # which variant is the method's row; None: the fine-tuned model itself
-    searches: bool = False  # runs a hyperparameter/objective search in `search()` (takes --storage, --search-only)
     clip_gradients: bool = True  # the protocol's gradient clipping; False only where the official method has none
+    options: tuple[Option, ...] = ()  # extra `bench run` flags (see bench.config.Option)
+    consumes: tuple[str, ...] = ()  # methods whose finished runs this one starts from (soups, post-hoc methods)
     step: int = 0  # set by the trainer before each loss call (for per-step randomness that survives resume)
 
     def __init__(self, hp: dict, ctx):
         self.hp = hp
-        self.ctx = ctx
+        self.ctx = ctx  # a bench.engine.view.MethodView
+
+    # -- before training -------------------------------------------------------------------------------------
+    @classmethod
+    def has_search(cls) -> bool:
+        return cls.search is not Method.search
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Validate the run options (flags without `setting`) before anything is written; raise BenchError."""
 
     def search(self, folder) -> dict:
-        """Optional search before training (AutoFT); may read only what `requires` grants. Returns facts to record."""
+        """Optional search before training (AutoFT); `folder` is the run's RunFolder (files go under
+        `folder.work`). May read only what `requires` grants. Returns facts for the record (`method_info`)."""
         return {}
+
+    def search_stand_in(self) -> None:
+        """Leave the state a finished search would, without searching (step-cost benchmarks time the objective)."""
 
     def train_seed(self) -> int:
         """Seed of the training data order; the run's seed unless the method searched one (AutoFT)."""
@@ -47,6 +63,7 @@ class Method:
         """The model training starts from (and the theta0 of weight ensembling): the zero-shot classifier."""
         return self.ctx.zero_shot_classifier()
 
+    # -- training ----------------------------------------------------------------------------------------------
     def optimizer(self, model: ImageClassifier) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.hp["lr"], weight_decay=self.hp["weight_decay"], **self.ctx.fused_kwargs())
@@ -54,15 +71,29 @@ class Method:
     def loss(self, model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(images), labels)
 
-    def variants(self) -> dict[str, float | None]:
-        """Evaluated variants: name -> interpolation alpha toward the trained model (None = trained model)."""
-        out = {"final": None}
-        out.update({f"alpha={a:g}": a for a in self.ensemble_alphas})
-        return out
-
     def info(self) -> dict:
-        """Method-specific facts for the record (chosen C, learned weights, ...)."""
+        """Method-specific facts for the record (chosen C, learned weights, ...); asked before the test splits open."""
         return {}
 
-    def reported_variant(self) -> str:
-        return "final" if self.reported_alpha is None else f"alpha={self.reported_alpha:g}"
+    # -- fixed at planning time, from the hyperparameters alone -------------------------------------------------
+    @classmethod
+    def variants(cls, hp: dict) -> dict[str, float | None]:
+        """Evaluated variants: name -> interpolation alpha toward the trained model (None = trained model)."""
+        out = {"final": None}
+        out.update({f"alpha={a:g}": a for a in cls.ensemble_alphas})
+        return out
+
+    @classmethod
+    def reported_variant(cls, hp: dict) -> str:
+        return "final" if cls.reported_alpha is None else f"alpha={cls.reported_alpha:g}"
+
+    # -- reporting -----------------------------------------------------------------------------------------------
+    @classmethod
+    def selected(cls, method_info: dict) -> str | None:
+        """What a finished run selected or learned, in one line (leaderboard's hyperparameter table)."""
+        return None
+
+    @classmethod
+    def search_summary(cls, search_info: dict) -> str | None:
+        """One line on a finished search (CLI), from what `search()` returned."""
+        return None

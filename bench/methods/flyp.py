@@ -21,7 +21,7 @@ from bench.methods.base import ALPHA_GRID, Method
 
 def class_prompt_tokens(tokenizer, classnames, templates) -> torch.Tensor:
     """(num_classes, num_templates, context) token ids of every class in every template."""
-    from bench.datasets.base import format_prompt
+    from bench.models.classifier import format_prompt
 
     texts = [format_prompt(t, c) for c in classnames for t in templates]
     tokens = tokenizer(texts)
@@ -88,7 +88,7 @@ class FLYP(Method):
         ctx = self.ctx
         import copy
 
-        tokens = class_prompt_tokens(ctx.tokenizer, ctx.dataset.classnames, ctx.templates)
+        tokens = class_prompt_tokens(ctx.tokenizer, ctx.classnames, ctx.templates)
         return CLIPClassifier(copy.deepcopy(ctx.clip).float(), tokens).to(ctx.device)
 
     def loss(self, model, images, labels):

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-from bench.config import HParam
+from bench.config import HParam, short_value
 from bench.methods import register_method
 from bench.methods.base import Method
 from bench.models.classifier import linear_head
@@ -58,13 +58,18 @@ class ProbeMixin:
         val_x, val_y = self.ctx.frozen_features(model, "id_val")
         grid = np.logspace(np.log10(hp["c_min"]), np.log10(hp["c_max"]), int(hp["c_steps"]))
         weight, bias, c, curve = fit_linear_probe(train_x.numpy(), train_y.numpy(), val_x.numpy(), val_y.numpy(),
-                                                  len(self.ctx.dataset.classnames), grid, int(hp["lp_max_iter"]))
+                                                  len(self.ctx.classnames), grid, int(hp["lp_max_iter"]))
         model.head = linear_head(weight, bias)
         self.probe_info = {"C": c, "id_val_acc_at_C": max(acc for _, acc in curve), "c_sweep": curve}
         return model
 
     def info(self) -> dict:
         return {"linear_probe": getattr(self, "probe_info", None)}
+
+    @classmethod
+    def selected(cls, method_info: dict) -> str | None:
+        probe = method_info.get("linear_probe")
+        return f"C chosen on ID val: {short_value(probe['C'])}" if probe else None
 
 
 @register_method("lp")

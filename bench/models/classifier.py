@@ -21,11 +21,14 @@ class ImageClassifier(nn.Module):
         return self.head(self.features(images))
 
 
+def format_prompt(template: str, name: str) -> str:
+    """Fill a prompt template: `{}` is the class name, `{article}` its indefinite article."""
+    return template.format(name, article="an" if name[:1].lower() in "aeiou" else "a")
+
+
 def zero_shot_weights(clip: nn.Module, tokenizer, classnames, templates, device) -> torch.Tensor:
     """(num_classes, embed_dim) class prototypes scaled by CLIP's temperature (WiSE-FT's template head)."""
     from bench.models import open_clip_module
-
-    from bench.datasets.base import format_prompt
 
     oc = open_clip_module()
     prompts = [lambda name, t=t: format_prompt(t, name) for t in templates]

@@ -1,1 +1,2 @@
-"""Protocols: versioned per-dataset rules, the trainer that enforces them, the data guard and evaluation."""
+"""Protocols: frozen, versioned per-dataset rules (splits and roles, metric, model, schedule, budget, seeds,
+selection). Data only: the engine that enforces them lives in `bench.engine`."""

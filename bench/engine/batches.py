@@ -11,7 +11,6 @@ from typing import Iterator
 import torch
 
 from bench.config import seed_hash
-from bench.datasets.base import TensorSplit
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -42,7 +41,7 @@ def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device
         from bench.errors import BenchError
 
         raise BenchError(f"the training split has {n} examples, fewer than batch_size={batch_size}; lower it with --set batch_size=N")
-    if isinstance(split, TensorSplit):
+    if getattr(split, "images", None) is not None:  # in memory: index directly
         per_epoch = n // batch_size
         step, epoch, perm = start_step, None, None
         while True:
@@ -63,7 +62,7 @@ def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device
 
 def eval_batches(split, batch_size: int, device=None, num_workers: int = 0):
     """Batches in order; on-disk splits through a DataLoader with workers and pinned memory on CUDA."""
-    if isinstance(split, TensorSplit):
+    if getattr(split, "images", None) is not None:
         for start in range(0, len(split), batch_size):
             yield split.images[start : start + batch_size].to(device), split.labels[start : start + batch_size]
         return

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.protocols.batches import eval_batches
+from bench.engine.batches import eval_batches
 
 
 @torch.no_grad()
@@ -20,19 +20,19 @@ def predict(model, split, batch_size: int, device, autocast_dtype=None, num_work
 
 
 def evaluate(model, ctx, splits, frozen: bool = False) -> dict[str, dict[str, float]]:
-    """Metrics per split. `frozen`: the image tower is the pretrained one, so its cached features are re-used and
-    only the head runs (in the same batch sizes as a full forward, so the logits are bit-identical)."""
+    """Metrics per split (`ctx`: the engine's context, whose guard logs every read). `frozen`: the image tower is
+    the pretrained one, so its cached features are re-used and only the head runs (in the same batch sizes as a
+    full forward, so the logits are bit-identical)."""
     out = {}
     for name in splits:
-        split = ctx.data.get(name)
         if frozen:
-            features, labels = ctx.cached_features(model, name, split)
+            features, labels = ctx.cached_features(model, name)
             size = ctx.protocol.eval_batch_size
             with torch.no_grad():
                 logits = torch.cat([model.head(features[i : i + size].to(ctx.device)).float().cpu()
                                     for i in range(0, len(features), size)])
         else:
-            logits, labels = predict(model, split, ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,
+            logits, labels = predict(model, ctx.read(name), ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,
                                      ctx.num_workers)
-        out[name] = ctx.dataset.metrics(name, logits, labels)
+        out[name] = ctx.metrics(name, logits, labels)
     return out

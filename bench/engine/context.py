@@ -1,4 +1,7 @@
-"""What a method sees of a run: the protocol, the guarded data, the CLIP model, the device, cached heads."""
+"""The engine's side of a run: the dataset adapter, the data guard, the model and device, cached heads and features.
+
+Only the engine holds this object; a method gets a `MethodView` of it (bench/engine/view.py).
+"""
 from __future__ import annotations
 
 import copy
@@ -8,16 +11,19 @@ from pathlib import Path
 
 import torch
 
+from bench.engine.access import DataGuard
+from bench.engine.evaluation import predict
+from bench.errors import BenchError
 from bench.models.classifier import ImageClassifier, linear_head, zero_shot_weights
-from bench.protocols.evaluation import predict
+from bench.store import atomic_torch_save
 
 
-class RunContext:
-    def __init__(self, protocol, dataset, data, clip, tokenizer, model_info, device: torch.device, seed: int,
-                 cache_dir: Path | None = None, num_workers: int = 0):
+class EngineContext:
+    def __init__(self, protocol, dataset, guard: DataGuard, clip, tokenizer, model_info, device: torch.device,
+                 seed: int, cache_dir: Path | None = None, num_workers: int = 0):
         self.protocol = protocol
         self.dataset = dataset
-        self.data = data
+        self.guard = guard
         self.clip = clip
         self.tokenizer = tokenizer
         self.model_info = model_info
@@ -28,16 +34,19 @@ class RunContext:
         self.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
         self._zs_weights: torch.Tensor | None = None
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        sets = {"default": dataset.templates, **getattr(dataset, "template_sets", {})}
+        if protocol.prompts not in sets:
+            raise BenchError(f"{dataset.name} has no prompt set {protocol.prompts!r}; sets: {', '.join(sets)}")
+        self.templates: tuple[str, ...] = tuple(sets[protocol.prompts])
 
-    @property
-    def templates(self) -> tuple[str, ...]:
-        """The prompt templates the protocol selects (`prompts`: "default", or a smaller set some datasets offer)."""
-        from bench.errors import BenchError
+    def read(self, split: str):
+        """A split by the protocol's name, through the guard (refused or logged)."""
+        self.guard.record_read(split)
+        return self.dataset.split(split)
 
-        sets = {"default": self.dataset.templates, **getattr(self.dataset, "template_sets", {})}
-        if self.protocol.prompts not in sets:
-            raise BenchError(f"{self.dataset.name} has no prompt set {self.protocol.prompts!r}; sets: {', '.join(sets)}")
-        return sets[self.protocol.prompts]
+    def metrics(self, split: str, logits, labels, metadata=None) -> dict[str, float]:
+        self.guard.check(split)
+        return self.dataset.metrics(split, logits, labels, metadata)
 
     def fused_kwargs(self) -> dict:
         return {"fused": True} if self.device.type == "cuda" else {}
@@ -62,25 +71,19 @@ class RunContext:
                 self._zs_weights = zero_shot_weights(self.clip, self.tokenizer, self.dataset.classnames,
                                                      self.templates, self.device)
                 if cache is not None:
-                    from bench.store import atomic_torch_save
-
                     cache.parent.mkdir(parents=True, exist_ok=True)
                     atomic_torch_save(self._zs_weights, cache)
-        return self._zs_weights
+        return self._zs_weights.clone()  # callers own their copy
 
     def zero_shot_classifier(self) -> ImageClassifier:
         model = ImageClassifier(copy.deepcopy(self.clip.visual), linear_head(self.zero_shot_weights()))
         return model.to(self.device)
 
-    def frozen_features(self, model: ImageClassifier, role: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised features of a split (by role) under the pretrained image tower (linear probes)."""
-        name = {"train": self.protocol.train_split, "id_val": self.protocol.id_val_split}[role]
-        return self.cached_features(model, name, self.data.role(role))
-
-    def cached_features(self, model: ImageClassifier, name: str, split) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of `split` under the *pretrained* image tower of `model`, computed once and cached on disk
+    def cached_features(self, model: ImageClassifier, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of split `name` under the *pretrained* image tower of `model`, computed once and cached on disk
         (keyed by the weights, preprocessing and the split's contents), so zero-shot, LP and LP-FT over several
-        seeds pay for one feature pass per split."""
+        seeds pay for one feature pass per split. Read through the guard like any other access."""
+        split = self.read(name)
         if name in self._features:
             return self._features[name]
         file = self._feature_cache_file(name, split)
@@ -99,8 +102,6 @@ class RunContext:
         finally:
             model.head = head
         if file is not None:
-            from bench.store import atomic_torch_save
-
             file.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save(self._features[name], file)
         return self._features[name]

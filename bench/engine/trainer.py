@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import torch
 
 from bench.errors import BenchError
-from bench.protocols.batches import train_batches
-from bench.protocols.evaluation import predict
+from bench.engine.batches import train_batches
+from bench.engine.evaluation import predict
+from bench.engine.step import training_step
 from bench.store import atomic_torch_save
 from bench.weights import clone_state
 
@@ -50,14 +51,15 @@ def _load_checkpoint(path):
 
 
 def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_after: int | None = None) -> TrainResult:
-    """Train `model` with `method` under ctx.protocol. `stop_after` interrupts (tests of resume)."""
+    """Train `model` with `method` under ctx.protocol (`ctx`: the engine's context). `stop_after` interrupts
+    (tests of resume)."""
     p = ctx.protocol
     reporter = reporter or NullReporter()
     optimizer = method.optimizer(model)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
-    train = ctx.data.role("train")
-    id_val = ctx.data.role("id_val")
+    train = ctx.read(p.train_split)
+    id_val = ctx.read(p.id_val_split)
     result = TrainResult(best_state=clone_state(model), best_step=0, best_score=-math.inf)
     start, running = 0, None
     if checkpoint_path is not None and checkpoint_path.is_file():
@@ -79,21 +81,16 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
             group["lr"] = group["initial_lr"] * factor
         images, labels = next(batches)
         method.step = step
-        with torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype, enabled=ctx.autocast_dtype is not None):
-            loss = method.loss(model, images, labels)
+        loss = training_step(model, method.loss, optimizer, images, labels, ctx.device, ctx.autocast_dtype,
+                             p.grad_clip if method.clip_gradients else None)
         if not torch.isfinite(loss):
             raise BenchError(f"the loss became {loss.item()} at step {step}; lower the learning rate (--set lr=...)")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if p.grad_clip and method.clip_gradients:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-        optimizer.step()
         result.images += len(labels)
         running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
         reporter.step(step + 1, running)
         if (step + 1) % p.eval_every == 0 or step + 1 == p.steps:
             logits, y = predict(model, id_val, p.eval_batch_size, ctx.device, ctx.autocast_dtype, ctx.num_workers)
-            score = ctx.dataset.metrics(p.id_val_split, logits, y)[p.metric]
+            score = ctx.metrics(p.id_val_split, logits, y)[p.metric]
             result.history.append({"step": step + 1, "loss": round(running, 5), f"id_val_{p.metric}": score})
             reporter.evaluated(step + 1, score)
             if score > result.best_score:

@@ -6,10 +6,12 @@ benchmark evaluates on. Domains are rendering styles: photo is in-distribution, 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
-from bench.datasets.render import DIGIT_NAMES, STYLE_WORDS, load_digits, render
+from bench.testbed.render import DIGIT_NAMES, STYLE_WORDS, load_digits, render
 
 DATA_SEED = 0
 PARTITION = {"pretrain": 897, "train": 400, "val": 200, "test": 300}
@@ -46,8 +48,25 @@ def partition(seed: int = DATA_SEED) -> dict[str, np.ndarray]:
     return out
 
 
+_gate = None  # during a benchmark run: the engine's data guard, asked before a split is rendered
+
+
+@contextmanager
+def gated(check):
+    """Make `render_split` ask `check(name)` first (it raises to refuse): the renderer is code any method could
+    call, so during a run it answers only for the splits the protocol lets the run read at that moment."""
+    global _gate
+    previous, _gate = _gate, check
+    try:
+        yield
+    finally:
+        _gate = previous
+
+
 def render_split(name: str, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 3, size, size) in [0, 1] and labels (N,) of one benchmark split; deterministic."""
+    if _gate is not None:
+        _gate(name)
     subset, style, seed, copies = SPLITS[name]
     images8, labels = load_digits()
     idx = np.tile(partition()[subset], copies)

@@ -1,6 +1,6 @@
 """Reproduce the testbed's pretrained CLIP (`bench-tinyclip`, tag `tinyshift`) from a seed.
 
-    python -m bench.models.pretrain_tinyclip --seed 0 --out bench/assets/tinyclip-tinyshift.safetensors
+    python -m bench.testbed.pretrain --seed 0 --out bench/assets/tinyclip-tinyshift.safetensors
 
 Contrastive image-caption pretraining (open_clip's ClipLoss) on the digits reserved for pretraining, drawn in all
 seven styles with fresh jitter every step, captioned "a {style} of the number {name}." in several phrasings and
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from bench.datasets import tinyshift_data as data
-from bench.datasets.render import DIGIT_NAMES, STYLES, STYLE_WORDS, load_digits, render
+from bench.testbed import data
+from bench.testbed.render import DIGIT_NAMES, STYLES, STYLE_WORDS, load_digits, render
 from bench.models import activation_of, open_clip_module, sha256_file
 
 ARCH = "bench-tinyclip"

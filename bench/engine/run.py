@@ -1,0 +1,177 @@
+"""One benchmark run, end to end: skip or resume through the store, load the model and data, let the method
+search and train under the guard, fix the model, then evaluate the planned variants on every split and write one
+record that is validated against the schema."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+
+from bench import __version__
+from bench.config import config_hash
+from bench.engine.access import DataGuard, ProtocolViolation
+from bench.engine.context import EngineContext
+from bench.engine.evaluation import evaluate
+from bench.engine.planning import Plan, RunRequest, plan
+from bench.engine.trainer import fine_tune
+from bench.engine.view import MethodView
+from bench.envinfo import environment
+from bench.errors import BenchError
+from bench.records import SCHEMA_VERSION
+from bench.seeding import seed_everything
+from bench.store import RunStore, check_writable
+from bench.weights import clone_state, interpolate
+
+
+def _peak_memory_mb(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"kind": "cuda_max_allocated", "mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"kind": "process_max_rss", "mb": rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20}
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {name!r} asked for, but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def summarize(metrics: dict, protocol) -> dict:
+    m = protocol.metric
+    ood = {s: metrics[s][m] for s in protocol.ood_test_splits}
+    return {"id": metrics[protocol.id_test_split][m], "ood": ood, "ood_avg": sum(ood.values()) / len(ood)}
+
+
+def build_engine(p: Plan, request: RunRequest, cache_dir) -> EngineContext:
+    """Load the model and the dataset of a planned run (nothing is read from any split yet)."""
+    from bench.models import load_clip, open_clip_module
+
+    device = resolve_device(request.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seed_everything(request.seed)
+    arch, tag = p.config["model"]["arch"], p.config["model"]["pretrained"]
+    clip, info = load_clip(arch, tag)
+    tokenizer = open_clip_module().get_tokenizer(arch)
+    dataset = p.dataset_cls(info, request.data_root)
+    if not dataset.classnames:  # reads the class list: a missing or malformed dataset fails before any folder is made
+        raise BenchError(f"{request.dataset} has no classes; run `bench data check {request.dataset}`")
+    guard = DataGuard(p.protocol, p.method_cls.requires)
+    workers = request.workers if request.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
+    return EngineContext(p.protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
+
+
+def build_method(p: Plan, engine: EngineContext, trial_reporter=None):
+    view = MethodView(engine, p.options, trial_reporter, p.inputs)
+    return p.method_cls(p.hparams, view)
+
+
+def _refuse_if_violated(engine: EngineContext) -> None:
+    """A refused read fails the run even where method code caught the ProtocolViolation."""
+    if engine.guard.refusals:
+        raise ProtocolViolation(f"{engine.guard.refusals[0]} (the run is not stored)")
+
+
+def execute(request: RunRequest, method_cls: type, dataset_cls: type, reporter=None,
+            stop_after: int | None = None) -> tuple[dict, str]:
+    """Run (or skip) one configuration; returns (record, "done" | "skipped" | "searched")."""
+    p = plan(request, method_cls, dataset_cls)
+    store = RunStore(request.out)
+    check_writable(store.root)
+    final = store.path_for(p.config)
+    if store.is_done(final) and not request.force:
+        return store.load_record(final), "skipped"
+
+    started = time.perf_counter()
+    engine = build_engine(p, request, store.root / ".cache")
+    method = build_method(p, engine, getattr(reporter, "trial", None))
+    folder = store.begin(p.config, request.force)  # only once the inputs are known to be good
+    with engine.dataset.gated(engine.guard.check):
+        record, status = _run(p, request, engine, method, folder, started, reporter, stop_after)
+    if status == "done":
+        store.finish(folder, record)
+    return record, status
+
+
+def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after):
+    protocol, device = p.protocol, engine.device
+    timing = {}
+    t0 = time.perf_counter()
+    search_info = method.search(folder) if p.method_cls.has_search() else {}
+    timing["search_s"] = time.perf_counter() - t0
+    if request.search_only:
+        _refuse_if_violated(engine)
+        return {"method": p.method_cls.name, "search": search_info, "search_s": timing["search_s"]}, "searched"
+    t0 = time.perf_counter()
+    model = method.build()
+    theta0 = clone_state(model)
+    timing["setup_s"] = time.perf_counter() - t0 + (t0 - started) - timing["search_s"]
+    if method.trains and protocol.steps > 0:
+        trained = fine_tune(method, model, engine, folder.checkpoint, reporter, stop_after)
+        selection = {"rule": "id_val", "split": protocol.id_val_split, "metric": protocol.metric,
+                     "best_step": trained.best_step, "best_score": trained.best_score}
+        theta1, history = trained.best_state, trained.history
+        timing.update(train_s=trained.seconds, train_images=trained.images, train_steps=trained.steps,
+                      train_images_per_s=trained.images / max(trained.seconds, 1e-9), resumed_from_step=trained.resumed_from)
+    else:
+        selection, theta1, history = {"rule": "none (no training)"}, theta0, []
+        timing.update(train_s=0.0, train_images=0, train_steps=0, train_images_per_s=None, resumed_from_step=0)
+    method_info = {**search_info, **method.info()}  # the method's last word, before any test split opens
+    frozen = bool(method.frozen_image_tower)
+    _refuse_if_violated(engine)
+    engine.guard.seal()  # the model is fixed: theta0 and theta1 are the engine's own copies from here on
+
+    t0 = time.perf_counter()
+    engine.guard.open_final_evaluation()
+    model.eval()  # once: derived state (FLYP's text head) is then rebuilt per variant, not per split
+    splits = [protocol.id_val_split, protocol.ood_val_split, *protocol.test_splits]
+    variants = {}
+    for name, alpha in p.variants.items():
+        model.load_state_dict(theta1 if alpha is None else interpolate(theta0, theta1, alpha))
+        metrics = evaluate(model, engine, splits, frozen=frozen)
+        variants[name] = {"alpha": alpha, "metrics": metrics, "summary": summarize(metrics, protocol)}
+    timing["eval_s"] = time.perf_counter() - t0
+    timing["total_s"] = time.perf_counter() - started
+    timing["peak_memory"] = _peak_memory_mb(device)
+    _refuse_if_violated(engine)
+
+    reported = p.reported_variant
+    record = {
+        "schema": SCHEMA_VERSION,
+        "run_id": config_hash(p.config),
+        "bench_version": __version__,
+        "method": p.method_cls.name,
+        "method_description": p.method_cls.description,
+        "dataset": request.dataset,
+        "protocol": {"name": protocol.name, "version": protocol.version, "id": protocol.id},
+        "official": p.official,
+        "config": p.config,
+        "hparams": p.hparams,
+        "hparams_seed": request.hparams_seed,
+        "seed": request.seed,
+        "model": engine.model_info.as_dict(),
+        "selection": selection,
+        "evaluation": {"variants": p.variants, "reported": reported},
+        "reported_variant": reported,
+        "metric": protocol.metric,
+        "metrics": variants[reported]["metrics"],
+        "summary": variants[reported]["summary"],
+        "variants": variants,
+        "split_sizes": {name: len(engine.read(name)) for name in splits},
+        "method_info": method_info,
+        "history": history,
+        "timing": timing,
+        "data_access": engine.guard.log(),
+        "env": environment(device),
+    }
+    return json.loads(json.dumps(record, default=str)), "done"  # the caller gets exactly what a later read gets
