@@ -186,6 +186,8 @@ def test_frozen_features_are_cached_across_seeds_and_methods(store, monkeypatch)
     first, _ = run_method("zeroshot", store, seed=0)
     cached = sorted((store / ".cache" / "features").glob("*.pt"))
     assert len(cached) == len(SPLITS)
+    for file in cached:  # features only: no file of the cache holds labels of any split
+        assert isinstance(torch.load(file, weights_only=True), torch.Tensor)
     import bench.engine.context as context
 
     def no_forward_pass(*args, **kwargs):

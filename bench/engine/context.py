@@ -89,21 +89,22 @@ class EngineContext:
         file = self._feature_cache_file(name, split)
         if file is not None and file.is_file():
             try:
-                features, labels = torch.load(file, map_location="cpu", weights_only=True)
-                if len(labels) == len(split):
-                    self._features[name] = (features, labels)
+                features = torch.load(file, map_location="cpu", weights_only=True)
+                if isinstance(features, torch.Tensor) and len(features) == len(split):
+                    self._features[name] = (features, split.labels.clone())
                     return self._features[name]
             except Exception:
-                file.unlink(missing_ok=True)  # a broken cache entry is recomputed, never trusted
+                pass
+            file.unlink(missing_ok=True)  # a broken or old-format entry is recomputed, never trusted
         head, model.head = model.head, torch.nn.Identity()
         try:
             self._features[name] = predict(model, split, self.protocol.eval_batch_size, self.device,
                                            self.autocast_dtype, self.num_workers)
         finally:
             model.head = head
-        if file is not None:
+        if file is not None:  # features only: labels come from the split, so the cache holds none
             file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save(self._features[name], file)
+            atomic_torch_save(self._features[name][0], file)
         return self._features[name]
 
     def _feature_cache_file(self, name: str, split) -> Path | None:
