@@ -11,7 +11,7 @@ from bench.errors import BenchError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump
-        raise BenchError(f"{message}; see `{self.prog} --help`")
+        raise BenchError(f"{message}; see `{getattr(self, 'help_command', self.prog)} --help`")
 
 
 def add_method_options(run: argparse.ArgumentParser, method_cls) -> None:
@@ -20,7 +20,8 @@ def add_method_options(run: argparse.ArgumentParser, method_cls) -> None:
         return
     group = run.add_argument_group(f"options of method {method_cls.name}")
     for option in method_cls.options:
-        group.add_argument(option.flag, dest=f"method_option_{option.dest}", type=option.type, help=option.help)
+        group.add_argument(option.flag, dest=f"method_option_{option.dest}", type=option.type, help=option.help,
+                           metavar=option.dest.upper())
     if method_cls.has_search():
         group.add_argument("--search-only", action="store_true",
                            help="only contribute to the method's search (extra workers), no final fine-tune")
@@ -67,6 +68,8 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     run.add_argument("--reduced", action="store_true", help="the protocol's documented quick budget (unofficial)")
     if method_cls is not None:
         add_method_options(run, method_cls)
+        # unknown flags are reported by the top parser; point at the help that lists this method's own flags
+        run.help_command = parser.help_command = f"bench run --method {method_cls.name}"
 
     ls = sub.add_parser("list", help="list methods, datasets and models")
     ls.add_argument("what", nargs="?", choices=["methods", "datasets", "models", "all"], default="all")

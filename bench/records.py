@@ -56,6 +56,15 @@ RECORD_SCHEMA = {
                   "properties": {"arch": {"type": "string"}, "activation": {"type": "string"},
                                  "image_size": {"type": "integer"}}},
         "selection": {"type": "object", "required": ["rule"]},
+        # the class names and prompt templates of every head the run built (present from bench 0.2 on)
+        "classes": {"type": "object", "required": ["names", "source"],
+                    "properties": {"names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                                   "source": {"type": "string"}}},
+        "templates": {"type": "array", "items": {"type": "string"}},
+        # per-example top-1 predictions, in a side file of the run folder (present from bench 0.2 on)
+        "predictions": {"type": "object", "required": ["file", "sha256"],
+                        "properties": {"file": {"type": "string", "pattern": "^[a-z0-9_.-]+$"},
+                                       "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
         "evaluation": {"type": "object", "required": ["variants", "reported"],
                        "properties": {"variants": {"type": "object", "minProperties": 1,
                                                    "additionalProperties": _NUMBER_OR_NULL},

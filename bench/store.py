@@ -23,11 +23,15 @@ from bench.registry import check_name
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, blob: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -114,10 +118,13 @@ class RunStore:
         atomic_write_text(work / "config.json", _config_text(config))
         return RunFolder(final=final, work=work)
 
-    def finish(self, folder: RunFolder, record: dict) -> Path:
+    def finish(self, folder: RunFolder, record: dict, files: dict[str, bytes] | None = None) -> Path:
+        """Write the record (and its side files, e.g. per-example predictions), then `done` last."""
         from bench.records import validate
 
         validate(record, "the new record")  # written against the schema, or not at all
+        for name, blob in (files or {}).items():
+            atomic_write_bytes(folder.work / name, blob)
         atomic_write_json(folder.work / "record.json", record)
         folder.checkpoint.unlink(missing_ok=True)
         atomic_write_text(folder.work / "done", "")

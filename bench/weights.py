@@ -24,6 +24,8 @@ def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor]
         b = theta1[key]
         if a.shape != b.shape:
             raise BenchError(f"cannot interpolate {key}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
+        if a.device != b.device:
+            raise ValueError(f"cannot interpolate {key}: tensors on {a.device} and {b.device}")
         if a.is_floating_point():
             out[key] = (1.0 - alpha) * a + alpha * b
         else:

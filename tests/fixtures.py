@@ -36,7 +36,7 @@ def make_iwildcam(root: Path, seed: int = 0) -> Path:
             _image(folder / "train" / f"img_{n:04d}.jpg", rng)
             n += 1
     _csv(folder / "metadata.csv", ["split", "filename", "y", "location_remapped", "sequence_remapped", "datetime"], rows)
-    _csv(folder / "categories.csv", ["y", "category_id", "name"], [[0, 0, "Empty"], [1, 3, "Tayassu Pecari"], [2, 7, "Meleagris Ocellata"]])
+    _csv(folder / "categories.csv", ["y", "category_id", "name"], [[0, 0, "empty"], [1, 2, "tayassu pecari"], [2, 3, "dasyprocta punctata"]])
     return folder
 
 

@@ -83,7 +83,7 @@ def test_anchors_stay_at_the_initial_weights_during_the_final_run():
 
     clip, info = load_clip("bench-tinyclip", "tinyshift")
     ctx = Ctx(tokenizer=open_clip_module().get_tokenizer("bench-tinyclip"), clip=clip, device=torch.device("cpu"),
-              classnames=("a", "b"), templates=("{}.",), seed=0,
+              classnames=("a", "b"), templates=("{}.",), seed=0, protocol=TINYSHIFT,
               zero_shot_weights=lambda: torch.randn(2, 64), fused_kwargs=lambda: {})
     method = AutoFT({}, ctx)
     method.best = {"weights": {"ce": 1.0, "l2init": 1.0}, "lr": 1e-2, "weight_decay": 0.0, "seed": 0}
@@ -124,7 +124,7 @@ def _worker(store: Path, trials: int) -> subprocess.Popen:
 def _study(store: Path):
     journal = next(store.rglob("search.journal"))
     storage = S.make_storage(str(journal), journal.parent)
-    return S.open_study(f"autoft-{journal.parent.name}", storage, 0)
+    return S.open_study(f"autoft-{journal.parent.parent.name}", storage, 0)  # <run>/search/search.journal
 
 
 def test_two_workers_share_one_study_without_lost_or_repeated_trials(tmp_path):
@@ -160,3 +160,19 @@ def test_killed_search_continues_its_trial_count(tmp_path):
     after = {p.name: p.read_text() for p in store.rglob("trials/trial_*.json")}
     assert all(after[name] == text for name, text in first.items())  # finished trials are kept, not redone
     assert max(t.number for t in done) >= len(first)
+
+
+def test_budget_rule_official_lengthens_only_autoft_and_is_unofficial(tmp_path):
+    """Equal budgets by default; `budget_rule=official` gives AutoFT its official final-run length (epochs over
+    the image x template caption loader: len(templates) x the steps) and marks the run unofficial."""
+    from bench.runner import RunRequest, plan
+    from bench.testbed.data import TEMPLATES
+
+    settings = ["trials=1", "inner_steps=1", "ood_val_size=20", "steps=4", "eval_every=2", "batch_size=16", "warmup=1"]
+    equal, _ = run_method("autoft", tmp_path, settings=settings, base_settings=False)
+    longer, _ = run_method("autoft", tmp_path, settings=settings + ["budget_rule=official"], base_settings=False)
+    assert equal["timing"]["train_steps"] == 4 and longer["timing"]["train_steps"] == 4 * len(TEMPLATES)
+    assert longer["official"] is False and longer["config"]["budget"]["budget_rule"] == "official"
+    assert "budget_rule" not in equal["config"]["budget"]  # the default keeps older runs' hashes
+    ft = plan(RunRequest(method="ft", out=tmp_path, settings=["budget_rule=official"]))
+    assert ft.protocol.steps == 500  # methods without an official length train the protocol's steps

@@ -31,7 +31,7 @@ BAD = [
     (["run", "--method", "fx"], "unknown method 'fx' (did you mean ft?)"),
     (["run", "--method", "ft", "--dataset", "tinyshfit"], "did you mean tinyshift"),
     (["run", "--method", "autoft", "--dataset", "iwildcam"], "iwildcam needs its files: pass --data-root DIR"),
-    (["run", "--method", "ft", "--trials", "3"], "unrecognized arguments: --trials 3"),
+    (["run", "--method", "ft", "--trials", "3"], "unrecognized arguments: --trials 3; see `bench run --method ft --help`"),
     (["run", "--method", "autoft", "--storage", "nosuchdb://x"], "cannot open the AutoFT study storage"),
     (["run", "--method", "ft", "--storage", "x.journal"], "unrecognized arguments: --storage"),
     (["run", "--method", "ft", "--dataset", "imagenet", "--data-root", "/tmp", "--model", "bench-tinyclip",

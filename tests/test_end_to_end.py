@@ -12,12 +12,13 @@ from bench.plugins import load_plugin
 from bench.engine.access import ProtocolViolation
 from bench.protocols.tinyshift import TINYSHIFT
 from bench.store import RunStore
-from conftest import run_method
+from conftest import TINY, run_method
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "label_smoothing_plugin.py"
 load_plugin(EXAMPLE_PLUGIN)
 BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "wiseft", "flyp", "ftp", "autoft"]
-EXTRA = {"autoft": ["trials=2", "inner_steps=2", "ood_val_size=60"]}  # a tiny search budget
+EXTRA = {"autoft": ["trials=2", "inner_steps=2", "ood_val_size=60"],  # a tiny search budget
+         "lp": ["c_steps=6"], "lpft": ["c_steps=6"]}  # a short C sweep (standardised features converge slowly)
 SPLITS = {"id_val", "ood_val", "id_test", *TINYSHIFT.ood_test_splits}
 
 
@@ -42,6 +43,30 @@ def check_record(record, method):
     assert set(record["data_access"]["final_eval"]) == SPLITS
     assert record["seed"] == 0 and record["config"]["seed"] == 0
     assert record["split_sizes"]["id_test"] == 300 and record["split_sizes"]["sketch"] == 300
+    from bench.testbed.data import CLASSNAMES, TEMPLATES
+
+    assert record["classes"]["names"] == list(CLASSNAMES) and "digit words" in record["classes"]["source"]
+    assert record["templates"] == list(TEMPLATES)
+
+
+def test_per_example_predictions_reproduce_every_metric(store):
+    import hashlib
+
+    import numpy as np
+
+    from bench.testbed.data import render_split
+
+    record, _ = run_method("wiseft", store)
+    folder = next(Path(store).rglob("record.json")).parent
+    blob = (folder / record["predictions"]["file"]).read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == record["predictions"]["sha256"]
+    with np.load(folder / "predictions.npz") as saved:
+        for variant, values in record["variants"].items():
+            for split, metrics in values["metrics"].items():
+                labels = render_split(split)[1].numpy()
+                top1 = saved[f"{variant}|{split}"]
+                assert top1.dtype == np.int32 and (saved[f"ids|{split}"] == np.arange(len(labels))).all()
+                assert 100.0 * (top1 == labels).mean() == pytest.approx(metrics["acc"])
 
 
 @pytest.mark.parametrize("method", BUILTINS + ["ls-ft"])
@@ -146,7 +171,7 @@ def test_ood_val_is_granted_only_to_methods_that_declare_it(store):
 
 
 def test_scrambling_ood_test_data_changes_nothing_before_the_final_evaluation(tmp_path, monkeypatch):
-    clean, _ = run_method("lpft", tmp_path / "clean")
+    clean, _ = run_method("lpft", tmp_path / "clean", settings=["c_steps=6"])
     original = TinyShift.load_split
 
     def scrambled(self, name):
@@ -158,7 +183,7 @@ def test_scrambling_ood_test_data_changes_nothing_before_the_final_evaluation(tm
         return split
 
     monkeypatch.setattr(TinyShift, "load_split", scrambled)
-    dirty, _ = run_method("lpft", tmp_path / "dirty")
+    dirty, _ = run_method("lpft", tmp_path / "dirty", settings=["c_steps=6"])
     assert dirty["history"] == clean["history"] and dirty["selection"] == clean["selection"]
     assert dirty["method_info"]["linear_probe"]["C"] == clean["method_info"]["linear_probe"]["C"]
     for split in ("id_val", "ood_val", "id_test"):
@@ -199,3 +224,34 @@ def test_frozen_features_are_cached_across_seeds_and_methods(store, monkeypatch)
     monkeypatch.undo()
     run_method("lp", store, settings=["c_steps=3"])  # re-uses id_val's features; computes train's once
     assert len(sorted((store / ".cache" / "features").glob("*.pt"))) == len(SPLITS) + 1  # + train
+
+
+def test_a_resumed_best_state_is_moved_to_the_models_device(tmp_path, monkeypatch):
+    """Checkpoints load to the CPU; on a GPU a best state from before an interruption that is never beaten would
+    stay there and break weight ensembling. Checked without a GPU: the restore targets the model's device
+    (exercised with the meta device), and a resumed WiSE-FT run hands interpolation tensors on one device."""
+    import bench.engine.run as run_module
+    import bench.engine.trainer as trainer
+    from bench.engine.trainer import on_device
+
+    meta = on_device({"w": torch.ones(2)}, torch.device("meta"))
+    assert meta["w"].device.type == "meta"
+    targets = []
+    monkeypatch.setattr(trainer, "on_device", lambda state, device: targets.append(device) or on_device(state, device))
+    devices = []
+    original = run_module.interpolate
+
+    def spy(theta0, theta1, alpha):
+        devices.append({t.device for t in (*theta0.values(), *theta1.values())})
+        return original(theta0, theta1, alpha)
+
+    monkeypatch.setattr(run_module, "interpolate", spy)
+    from bench.runner import RunRequest, execute
+
+    request = RunRequest(method="wiseft", out=tmp_path, settings=list(TINY))
+    with pytest.raises(KeyboardInterrupt):
+        execute(request, stop_after=3)
+    execute(request)
+    assert targets == [torch.device("cpu")] and devices and all(len(d) == 1 for d in devices)
+    with pytest.raises(ValueError, match="tensors on meta and cpu"):
+        original({"w": torch.ones(2, device="meta")}, {"w": torch.ones(2)}, 0.5)

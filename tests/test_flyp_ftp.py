@@ -123,3 +123,37 @@ def test_ftp_without_projection_is_adamw_step_for_step(weight_decay):
             opt.step()
         for p, q in zip(a.parameters(), b.parameters()):
             assert torch.allclose(p, q, atol=1e-6, rtol=1e-5)
+
+
+def test_official_per_dataset_settings_of_flyp_and_autoft():
+    """FLYP's README: ImageNet lr 1e-5; AutoFT's imagenet.sh: base lr 1e-5, 100 inner steps, no clipping;
+    its iwildcam.sh/fmow.sh clip. Elsewhere the protocol's values stand (the testbed's runs keep their hashes)."""
+    from types import SimpleNamespace
+
+    from bench.config import resolve_hparams
+    from bench.methods.autoft import AutoFT
+    from bench.protocols.imagenet import IMAGENET
+    from bench.protocols.tinyshift import TINYSHIFT
+    from bench.protocols.wilds import IWILDCAM
+
+    assert IMAGENET.lr == 3e-5
+    assert resolve_hparams(FLYP, IMAGENET, {})["lr"] == 1e-5
+    assert resolve_hparams(FLYP, TINYSHIFT, {})["lr"] == TINYSHIFT.lr
+    hp = resolve_hparams(AutoFT, IMAGENET, {})
+    assert (hp["base_lr"], hp["inner_steps"]) == (1e-5, 100)
+    hp = resolve_hparams(AutoFT, IWILDCAM, {})
+    assert (hp["base_lr"], hp["inner_steps"]) == (1e-5, 10)
+    assert AutoFT({}, SimpleNamespace(protocol=IMAGENET)).clip_gradients is False
+    assert AutoFT({}, SimpleNamespace(protocol=IWILDCAM)).clip_gradients is True
+
+
+def test_ftp_projects_a_1d_tensor_as_one_row_and_does_not_clip():
+    """The official `_mars_norm` sums over dims 1.. ; for a 1-D tensor that is the whole vector (one norm)."""
+    from bench.methods.ftp import FTP, row_dot
+
+    v = torch.tensor([3.0, -4.0, 1.0])
+    assert row_l1(v).shape == (1,) and row_l1(v).item() == pytest.approx(8.0 + 1e-8)
+    assert row_dot(v, torch.ones(3)).tolist() == [0.0]
+    m = torch.tensor([[1.0, -2.0], [3.0, 0.0]])
+    assert row_l1(m).flatten().tolist() == pytest.approx([3.0, 3.0])
+    assert FTP.clip_gradients is False

@@ -57,7 +57,7 @@ def _metrics_of_a_test_split(self):
 
 
 def _features_of_a_test_split(self):
-    self.ctx.frozen_features(self.ctx.zero_shot_classifier(), "sketch")
+    self.ctx.frozen_features("sketch")
 
 
 def _feature_cache_folder(self):
@@ -264,3 +264,128 @@ def test_a_consuming_method_sees_its_inputs_without_their_test_metrics(store):
     assert [i["run_id"] for i in seen] == [ft["run_id"]] == record["config"]["inputs"]
     assert not {"metrics", "summary", "variants"} & set(seen[0])
     assert seen[0]["selection"] == ft["selection"]
+
+
+# --- routes found by red-teaming the first version of the view (each one worked then) ----------------------------
+
+def test_the_testbed_partition_that_names_the_test_digits_is_gated(store):
+    from bench.testbed import data
+
+    assert_refused(store, attack("partition", lambda self: data.partition()["test"]), match="'id_test' may not be read")
+    assert len(data.partition()["test"]) == 300  # outside a run: open
+
+
+def test_method_code_cannot_read_during_the_final_evaluation(store):
+    """The model's forward runs while the test splits are open; a read it makes is refused and fails the run."""
+    from bench.datasets import DATASETS
+
+    class Oracle(Method):
+        trains = False
+
+        def build(self):
+            model = super().build()
+            original, info = model.forward, self.ctx.model_info
+
+            def forward(images):
+                if not model.training:
+                    DATASETS.get("tinyshift")(info).split("neon")  # a fresh adapter: gated all the same
+                return original(images)
+
+            model.forward = forward
+            return model
+
+    METHODS.add("attack-oracle", Oracle)
+    assert_refused(store, "attack-oracle", match="requested by method code during the final evaluation")
+
+
+def test_a_fresh_adapter_of_a_real_dataset_is_gated_too(store, tmp_path, monkeypatch):
+    from fixtures import make_iwildcam
+
+    from bench.datasets import DATASETS
+
+    make_iwildcam(tmp_path / "data")
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
+    name = attack("wild", lambda self: DATASETS.get("iwildcam")(self.ctx.model_info).split("ood_test"))
+    with pytest.raises(ProtocolViolation, match="'ood_test' may not be read during train"):
+        run_method(name, store, dataset="iwildcam", model="bench-tinyclip", pretrained="tinyshift",
+                   settings=["steps=0", "batch_size=8", "eval_batch_size=16"], base_settings=False)
+    assert not list(Path(store).rglob("record.json"))
+
+
+def test_editing_a_split_in_place_cannot_change_the_engines_data(store):
+    clean, _ = run_method("zeroshot", store.parent / "clean")
+
+    def poison(self):
+        self.ctx.split("id_val").labels.fill_(1)
+        self.ctx.split("id_val").images.zero_()
+
+    cls = type("Poison", (Method,), {"trains": False, "build": lambda self: (poison(self), Method.build(self))[1]})
+    METHODS.add("attack-poison", cls)
+    record, _ = run_method("attack-poison", store)
+    assert record["metrics"] == clean["metrics"]
+
+
+def test_hyperparameters_class_name_and_method_info_are_taken_as_planned(store):
+    class Shifty(Method):
+        trains = False
+
+        def build(self):
+            self.hp["lr"] = 12345.0  # the record's copy is the plan's
+            type(self).name = "ft"  # impersonation
+            model = super().build()
+            self.trace, original = [], model.forward
+
+            def forward(images):
+                self.trace.append(1)  # grows during the final evaluation
+                return original(images)
+
+            model.forward = forward
+            return model
+
+        def info(self):
+            return {"trace": self.trace}
+
+    METHODS.add("attack-shifty", Shifty)
+    record, _ = run_method("attack-shifty", store)
+    folder = next(Path(store).rglob("record.json")).parent
+    assert record["method"] == "attack-shifty" and folder.parent.name == "attack-shifty"
+    assert record["hparams"]["lr"] == record["config"]["hparams"]["lr"] != 12345.0
+    assert record["run_id"] == folder.name
+    assert record["method_info"] == {"trace": []}  # as it was when info() was asked
+
+
+def test_a_search_cannot_move_where_the_engine_writes(store, tmp_path):
+    outside = tmp_path / "elsewhere"
+
+    class Redirect(Method):
+        trains = False
+
+        def search(self, workdir, run_id):
+            assert workdir.name == "search" and isinstance(run_id, str)
+            return {}
+
+    METHODS.add("attack-redirect", Redirect)
+    run_method("attack-redirect", store)
+    assert len(list(Path(store).rglob("record.json"))) == 1 and not outside.exists()
+
+
+def test_shared_caches_cannot_be_poisoned_through_a_methods_models(store):
+    class Poisoner(Method):
+        trains = False
+        frozen_image_tower = True
+
+        def build(self):
+            with torch.no_grad():
+                self.ctx.clip.token_embedding.weight.mul_(-1)  # the view's copy of CLIP
+            self.ctx.zero_shot_weights()
+            model = super().build()
+            with torch.no_grad():
+                for p in model.visual.parameters():
+                    p.mul_(-0.5)  # its frozen tower: features still come from the engine's own
+            return model
+
+    METHODS.add("attack-poisoner", Poisoner)
+    run_method("attack-poisoner", store)
+    after, _ = run_method("zeroshot", store)
+    clean, _ = run_method("zeroshot", store.parent / "clean")
+    assert after["metrics"] == clean["metrics"]

@@ -52,6 +52,22 @@ def test_linear_probe_picks_c_by_id_val_only():
     assert [a for _, a in curve2] != accs
 
 
+def test_linear_probe_standardises_by_one_overall_mean_and_std():
+    """Kumar et al. fit on (x - m) / s with scalar m, s from the training features, so the C sweep is the same
+    for any affine rescaling of the features, and the returned weights act on the raw features."""
+    rng = np.random.default_rng(2)
+    tx, ty = _blobs(rng, 120)
+    vx, vy = _blobs(rng, 60)
+    grid = np.logspace(-3, 1, 6)
+    w, b, c, curve = fit_linear_probe(tx, ty, vx, vy, 3, grid)
+    k, shift = 1e-3, 7.0  # unit-norm CLIP features are tiny: unstandardised, the grid would mean other C values
+    w2, b2, c2, curve2 = fit_linear_probe(tx * k + shift, ty, vx * k + shift, vy, 3, grid)
+    assert c2 == c and [a for _, a in curve2] == pytest.approx([a for _, a in curve], abs=1e-9)
+    logits = torch.from_numpy(vx) @ w.T + b
+    logits2 = torch.from_numpy(vx * k + shift).float() @ w2.T + b2
+    assert torch.allclose(logits, logits2, atol=1e-3)  # the mapped-back head is the same classifier
+
+
 def test_linear_probe_pads_classes_absent_from_train():
     rng = np.random.default_rng(1)
     tx, ty = _blobs(rng, 90)

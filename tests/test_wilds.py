@@ -4,6 +4,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from bench.datasets.images import open_image
 from bench.datasets.wilds_data import FMoW, IWildCam, avg_over_groups
 from bench.errors import BenchError
 from bench.models import load_clip
@@ -55,7 +56,32 @@ def test_iwildcam_metrics_equal_sklearn_macro_f1_over_present_classes(data_root,
     y, pred = split.labels.numpy(), logits.argmax(1).numpy()
     assert ours["F1-macro_all"] == pytest.approx(100 * f1_score(y, pred, average="macro", labels=np.unique(y)))
     assert ours["acc_avg"] == pytest.approx(100 * (y == pred).mean())
-    assert ds.classnames == ("empty", "tayassu pecari", "meleagris ocellata")
+    # the official CLIP code's lower-cased English names (WiSE-FT/FLYP labels table), not categories.csv's Latin
+    assert ds.classnames == ("empty", "white-lipped peccary", "central american agouti")
+
+
+def test_frozen_features_see_the_training_split_without_augmentation(data_root, info):
+    ds = IWildCam(info, data_root)
+    train = ds.split("train")
+    torch.manual_seed(0)
+    augmented = [train[0][0] for _ in range(2)]
+    assert not torch.equal(*augmented)  # RandomResizedCrop: the training transform differs per call
+    plain = ds.unaugmented(train)
+    assert torch.equal(plain[0][0], plain[0][0]) and len(plain) == len(train)
+    assert torch.equal(plain.labels, train.labels) and torch.equal(plain.metadata, train.metadata)
+    assert torch.equal(plain[0][0], ds.split("id_test").transform(open_image(train.paths[0])))
+
+
+def test_iwildcam_english_names_table_and_a_foreign_release(tmp_path, info):
+    from bench.datasets.wilds_data import english_names
+
+    table = english_names()
+    assert len(table) == 182 and sorted(table) == list(range(182))
+    assert table[146] == (372, "ocellated turkey") and table[181] == (571, "central American red brocket")
+    folder = make_iwildcam(tmp_path)
+    (folder / "categories.csv").write_text("y,category_id,name\n0,0,empty\n1,3,x\n2,2,y\n")  # ids swapped
+    with pytest.raises(BenchError, match="maps class 1 to category_id 3, but iWildCam v2.0 has 2"):
+        IWildCam(info, tmp_path).classnames
 
 
 def test_fmow_worst_region_equals_a_direct_computation_without_torch_scatter(data_root, info):

@@ -30,6 +30,7 @@ class DatasetAdapter(ABC):
     name: str = ""
     description: str = ""
     classnames: tuple[str, ...] = ()
+    classname_source: str = ""  # where the class names come from (recorded with every head)
     templates: tuple[str, ...] = ()
     protocol = None  # the dataset's default Protocol
     needs_data_root = True  # False only for the embedded testbed
@@ -38,24 +39,27 @@ class DatasetAdapter(ABC):
         self.model_info = model_info
         self.data_root = data_root
         self._cache: dict[str, torch.utils.data.Dataset] = {}
-        self._gate = None  # during a run: the engine's data guard, asked before any split is handed out
+
+    # During a run: the engine's data guard, asked before any adapter (any instance, of any dataset) hands out a split.
+    _gate = None
 
     def split(self, name: str) -> torch.utils.data.Dataset:
-        if self._gate is not None:
-            self._gate(name)
+        if DatasetAdapter._gate is not None:
+            DatasetAdapter._gate(name)
         if name not in self._cache:
             self._cache[name] = self.load_split(name)
         return self._cache[name]
 
     @contextmanager
     def gated(self, check):
-        """While a run is under way every split request passes `check(name)` first (it raises to refuse).
-        Datasets whose data can also be produced by calling code directly (the testbed) gate that code too."""
-        previous, self._gate = self._gate, check
+        """While a run is under way every split request, to this or any other adapter instance, passes
+        `check(name)` first (it raises to refuse). Datasets whose data can also be produced by calling code directly
+        (the testbed) gate that code too."""
+        previous, DatasetAdapter._gate = DatasetAdapter._gate, check
         try:
             yield self
         finally:
-            self._gate = previous
+            DatasetAdapter._gate = previous
 
     @abstractmethod
     def load_split(self, name: str) -> torch.utils.data.Dataset:
@@ -73,6 +77,15 @@ class DatasetAdapter(ABC):
                 status = "missing" if "missing" in message or "does not exist" in message or "--data-root" in message else "malformed"
                 rows.append({"split": split, "status": status, "count": None, "expected": None, "note": message})
         return rows
+
+    def unaugmented(self, split):
+        """`split` with the evaluation preprocessing: frozen features (linear probes, zero-shot) are extracted
+        without augmentation, as in the official LP code. In-memory splits are already preprocessed."""
+        if hasattr(split, "with_transform"):
+            from bench.datasets.transforms import clip_transform
+
+            return split.with_transform(clip_transform(self.model_info, train=False))
+        return split
 
     def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
         """Official metrics of one split (or, with its metadata, a subset of it) from its logits."""

@@ -45,6 +45,8 @@ class DomainNet(DatasetAdapter):
             labels.append(int(parts[1]))
         return paths, labels
 
+    classname_source = "DomainNet's class folder names in label order (real_train.txt), '_' as spaces"
+
     @property
     def classnames(self) -> tuple[str, ...]:
         """Class folder names in label order, read off the real_train list; underscores become spaces."""

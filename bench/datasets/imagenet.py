@@ -63,6 +63,8 @@ class ImageNet(DatasetAdapter):
                 raise BenchError(f"{val} has {len(self._wnids)} class folders, not 1000; it must hold one folder per wnid")
         return self._wnids
 
+    classname_source = "open_clip's ImageNet class names (zero_shot_metadata), in sorted-wnid order"
+
     @property
     def classnames(self) -> tuple[str, ...]:
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES

@@ -16,6 +16,7 @@ from bench.protocols.tinyshift import TINYSHIFT
 class TinyShift(DatasetAdapter):
     description = "embedded testbed: digits as photos (ID) vs sketch/painting/pixel/halftone/neon (OOD); offline"
     classnames = data.CLASSNAMES
+    classname_source = "the digit words zero..nine (bench/testbed/render.py)"
     templates = data.TEMPLATES
     protocol = TINYSHIFT
     needs_data_root = False

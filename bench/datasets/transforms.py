@@ -34,6 +34,13 @@ class FileSplit:
             part.metadata = self.metadata[idx]
         return part
 
+    def with_transform(self, transform) -> "FileSplit":
+        """The same examples under another preprocessing (e.g. the evaluation one for frozen features)."""
+        part = FileSplit(self.paths, self.labels, transform)
+        if getattr(self, "metadata", None) is not None:
+            part.metadata = self.metadata
+        return part
+
     def __getitem__(self, i):
         from bench.datasets.images import open_image
 

@@ -136,6 +136,14 @@ class WildsAdapter(DatasetAdapter):
         return rows
 
 
+def english_names() -> dict[int, tuple[int, str]]:
+    """y -> (category_id, English name) for iWildCam v2.0's 182 classes."""
+    import json
+
+    table = json.loads((Path(__file__).parent / "tables" / "iwildcam_english_names.json").read_text())
+    return {row["y"]: (row["category_id"], row["english"]) for row in table["classes"]}
+
+
 class IWildCam(WildsAdapter):
     description = "WILDS iWildCam v2.0: camera-trap species, new camera locations as the shift (macro-F1)"
     wilds_name, version = "iwildcam", "2.0"
@@ -144,23 +152,33 @@ class IWildCam(WildsAdapter):
     expected_sizes = {"train": 129809, "id_val": 7314, "id_test": 8154, "ood_val": 14961, "ood_test": 42791}
     download_size = "11 GB download, 25 GB on disk"
 
+    classname_source = ("lower-cased English common names by category_id (bench/datasets/tables/"
+                        "iwildcam_english_names.json), as the official WiSE-FT and FLYP code; not categories.csv's Latin")
+
     @cached_property
     def classnames(self) -> tuple[str, ...]:
-        """Lower-cased species names from the release's categories.csv (columns y and name), in label order."""
+        """English common names (lower-cased) in label order, matched to the release's categories.csv by
+        category_id, so a release whose labels differ from the table is caught instead of mislabelled."""
         import pandas as pd
 
         path = self.folder / "categories.csv"
         if not path.is_file():
-            raise BenchError(f"{path} is missing: iWildCam's class names come from it; re-download the dataset")
+            raise BenchError(f"{path} is missing: iWildCam's class list comes from it; re-download the dataset")
         table = pd.read_csv(path)
-        if not {"y", "name"} <= set(table.columns):
-            raise BenchError(f"{path} lacks the columns y and name; re-download the dataset")
-        names = dict(zip(table["y"].astype(int), table["name"].astype(str).str.lower()))
+        if not {"y", "category_id"} <= set(table.columns):
+            raise BenchError(f"{path} lacks the columns y and category_id; re-download the dataset")
+        release = dict(zip(table["y"].astype(int), table["category_id"].astype(int)))
+        english = english_names()
         n = int(self.wilds_dataset().n_classes)
-        missing = [y for y in range(n) if y not in names]
+        missing = [y for y in range(n) if y not in release]
         if missing:
-            raise BenchError(f"{path} has no name for classes {missing[:5]}; re-download the dataset")
-        return tuple(names[y] for y in range(n))
+            raise BenchError(f"{path} has no row for classes {missing[:5]}; re-download the dataset")
+        wrong = [y for y in range(n) if english.get(y, (None,))[0] != release[y]]
+        if wrong:
+            y = wrong[0]
+            raise BenchError(f"{path} maps class {y} to category_id {release[y]}, but iWildCam v2.0 has "
+                             f"{english.get(y, ('none',))[0]}; this is not the v2.0 release: re-download it")
+        return tuple(english[y][1].lower() for y in range(n))
 
     def image_path(self, index: int) -> Path:
         return self.folder / "train" / self.wilds_dataset()._input_array[index]
@@ -173,6 +191,7 @@ class FMoW(WildsAdapter):
     protocol = FMOW
     expected_sizes = {"train": 76863, "id_val": 11483, "id_test": 11327, "ood_val": 19915, "ood_test": 22108}
     download_size = "about 50 GB"
+    classname_source = "WILDS' FMoW category names with '_' as spaces (FLYP's captions keep the '_': a documented deviation)"
 
     @property
     def classnames(self) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 Phases: "train" (search, building the starting model, training and model selection) may read ID train and ID val,
 plus OOD val when the method declared it and the protocol grants it; "sealed" (the method's code has finished, the
-model is fixed) reads nothing; "final_eval" (the engine evaluates the saved model) reads every split. The log is
+model is fixed) reads nothing; "final_eval" (the engine evaluates the saved model) reads every split, but only
+through the engine: the model's forward is method code, and a read it makes then is refused. The log is
 written here, from the reads the engine performs, and goes into the record as `data_access`.
 
 The guard is also installed as a gate in the dataset adapter (and, for the testbed, in its renderer), so a read
@@ -10,6 +11,8 @@ that bypasses the method view is refused too. A refusal is remembered even when 
 exception: the engine then fails the run instead of storing it.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from bench.errors import BenchError
 
@@ -33,6 +36,7 @@ class DataGuard:
         self._readable = set(self._roles.values())
         self._reads: list[tuple[str, str]] = []
         self._refusals: list[str] = []
+        self._engine_reading = 0  # > 0 while the engine itself reads (the only reader in the final evaluation)
 
     @property
     def phase(self) -> str:
@@ -47,12 +51,25 @@ class DataGuard:
                          "declare it in the method's `requires` (only ood_val may be requested)")
         return self._roles[role]
 
+    @contextmanager
+    def engine_access(self):
+        """Marks reads made by the engine itself (not by method code it calls)."""
+        self._engine_reading += 1
+        try:
+            yield
+        finally:
+            self._engine_reading -= 1
+
     def check(self, split: str) -> None:
         """Called before any split is produced: by the engine's reads and by the dataset's gate."""
         if split not in self._readable:
             allowed = ", ".join(sorted(self._readable)) or "none (the model is fixed)"
             self._refuse(f"split {split!r} may not be read during {self._phase} under protocol {self._protocol.id}; "
                          f"allowed now: {allowed}")
+        if self._phase == "final_eval" and not self._engine_reading:
+            # the model's own code runs during the final evaluation; it must not read what it is scored on
+            self._refuse(f"split {split!r} was requested by method code during the final evaluation; "
+                         "only the engine reads data then")
 
     def record_read(self, split: str) -> None:
         self.check(split)

@@ -18,6 +18,14 @@ from bench.models.classifier import ImageClassifier, linear_head, zero_shot_weig
 from bench.store import atomic_torch_save
 
 
+def prompt_templates(dataset, prompts: str) -> tuple[str, ...]:
+    """The templates of the protocol's prompt set ("default", or a smaller set some datasets offer)."""
+    sets = {"default": dataset.templates, **getattr(dataset, "template_sets", {})}
+    if prompts not in sets:
+        raise BenchError(f"{dataset.name} has no prompt set {prompts!r}; sets: {', '.join(sets)}")
+    return tuple(sets[prompts])
+
+
 class EngineContext:
     def __init__(self, protocol, dataset, guard: DataGuard, clip, tokenizer, model_info, device: torch.device,
                  seed: int, cache_dir: Path | None = None, num_workers: int = 0):
@@ -34,19 +42,18 @@ class EngineContext:
         self.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
         self._zs_weights: torch.Tensor | None = None
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        sets = {"default": dataset.templates, **getattr(dataset, "template_sets", {})}
-        if protocol.prompts not in sets:
-            raise BenchError(f"{dataset.name} has no prompt set {protocol.prompts!r}; sets: {', '.join(sets)}")
-        self.templates: tuple[str, ...] = tuple(sets[protocol.prompts])
+        self.templates = prompt_templates(dataset, protocol.prompts)
 
     def read(self, split: str):
         """A split by the protocol's name, through the guard (refused or logged)."""
-        self.guard.record_read(split)
-        return self.dataset.split(split)
+        with self.guard.engine_access():
+            self.guard.record_read(split)
+            return self.dataset.split(split)
 
     def metrics(self, split: str, logits, labels, metadata=None) -> dict[str, float]:
-        self.guard.check(split)
-        return self.dataset.metrics(split, logits, labels, metadata)
+        with self.guard.engine_access():
+            self.guard.check(split)
+            return self.dataset.metrics(split, logits, labels, metadata)
 
     def fused_kwargs(self) -> dict:
         return {"fused": True} if self.device.type == "cuda" else {}
@@ -79,11 +86,12 @@ class EngineContext:
         model = ImageClassifier(copy.deepcopy(self.clip.visual), linear_head(self.zero_shot_weights()))
         return model.to(self.device)
 
-    def cached_features(self, model: ImageClassifier, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of split `name` under the *pretrained* image tower of `model`, computed once and cached on disk
+    def cached_features(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of split `name` under the pretrained image tower, computed once and cached on disk
         (keyed by the weights, preprocessing and the split's contents), so zero-shot, LP and LP-FT over several
-        seeds pay for one feature pass per split. Read through the guard like any other access."""
-        split = self.read(name)
+        seeds pay for one feature pass per split. Read through the guard like any other access, and without
+        augmentation (the evaluation preprocessing, also for the training split)."""
+        split = self.dataset.unaugmented(self.read(name))
         if name in self._features:
             return self._features[name]
         file = self._feature_cache_file(name, split)
@@ -96,12 +104,12 @@ class EngineContext:
             except Exception:
                 pass
             file.unlink(missing_ok=True)  # a broken or old-format entry is recomputed, never trusted
-        head, model.head = model.head, torch.nn.Identity()
-        try:
-            self._features[name] = predict(model, split, self.protocol.eval_batch_size, self.device,
-                                           self.autocast_dtype, self.num_workers)
-        finally:
-            model.head = head
+        # Always the engine's own pretrained tower (never a method's copy, which method code could have changed),
+        # so the cache shared by later runs holds only what its key says.
+        self.clip.to(self.device)
+        tower = ImageClassifier(self.clip.visual, torch.nn.Identity())
+        self._features[name] = predict(tower, split, self.protocol.eval_batch_size, self.device,
+                                       self.autocast_dtype, self.num_workers)
         if file is not None:  # features only: labels come from the split, so the cache holds none
             file.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save(self._features[name][0], file)

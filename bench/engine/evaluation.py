@@ -19,14 +19,14 @@ def predict(model, split, batch_size: int, device, autocast_dtype=None, num_work
     return torch.cat(logits), torch.cat(labels)
 
 
-def evaluate(model, ctx, splits, frozen: bool = False) -> dict[str, dict[str, float]]:
+def evaluate(model, ctx, splits, frozen: bool = False) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
     """Metrics per split (`ctx`: the engine's context, whose guard logs every read). `frozen`: the image tower is
     the pretrained one, so its cached features are re-used and only the head runs (in the same batch sizes as a
-    full forward, so the logits are bit-identical)."""
-    out = {}
+    full forward, so the logits are bit-identical). Returns (metrics per split, top-1 class per example per split)."""
+    out, top1 = {}, {}
     for name in splits:
         if frozen:
-            features, labels = ctx.cached_features(model, name)
+            features, labels = ctx.cached_features(name)
             size = ctx.protocol.eval_batch_size
             with torch.no_grad():
                 logits = torch.cat([model.head(features[i : i + size].to(ctx.device)).float().cpu()
@@ -35,4 +35,5 @@ def evaluate(model, ctx, splits, frozen: bool = False) -> dict[str, dict[str, fl
             logits, labels = predict(model, ctx.read(name), ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,
                                      ctx.num_workers)
         out[name] = ctx.metrics(name, logits, labels)
-    return out
+        top1[name] = logits.argmax(1).to(torch.int32)
+    return out, top1

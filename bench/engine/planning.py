@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import parse_assignments, resolve_hparams, split_overrides
+from bench.config import config_hash, parse_assignments, resolve_hparams, split_overrides
 from bench.datasets.folders import data_root
 from bench.errors import BenchError
 
@@ -41,6 +41,8 @@ class Plan:
     variants: dict  # name -> alpha (None: the trained model); fixed here, before any test split is opened
     reported_variant: str
     options: dict
+    method_description: str
+    config_hash: str
     inputs: tuple = ()  # finished runs a consuming method starts from (fields in INPUT_FIELDS)
 
 
@@ -89,7 +91,7 @@ def plan(request: RunRequest, method_cls: type, dataset_cls: type) -> Plan:
         raise BenchError(f"method {method_cls.name} reports variant {reported!r}, which it does not evaluate "
                          f"({', '.join(variants)})")
     return Plan(method_cls, dataset_cls, protocol, hparams, config, not unofficial, variants, reported,
-                dict(request.options), inputs)
+                dict(request.options), method_cls.description, config_hash(config), inputs)
 
 
 INPUT_FIELDS = ("run_id", "method", "seed", "hparams", "selection", "path")  # no test metric ever reaches a method

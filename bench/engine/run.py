@@ -3,18 +3,22 @@ search and train under the guard, fix the model, then evaluate the planned varia
 record that is validated against the schema."""
 from __future__ import annotations
 
+import copy
+import hashlib
+import io
 import json
 import os
 import resource
 import sys
 import time
+from dataclasses import replace
 
+import numpy as np
 import torch
 
 from bench import __version__
-from bench.config import config_hash
 from bench.engine.access import DataGuard, ProtocolViolation
-from bench.engine.context import EngineContext
+from bench.engine.context import EngineContext, prompt_templates
 from bench.engine.evaluation import evaluate
 from bench.engine.planning import Plan, RunRequest, plan
 from bench.engine.trainer import fine_tune
@@ -66,14 +70,40 @@ def build_engine(p: Plan, request: RunRequest, cache_dir) -> EngineContext:
     dataset = p.dataset_cls(info, request.data_root)
     if not dataset.classnames:  # reads the class list: a missing or malformed dataset fails before any folder is made
         raise BenchError(f"{request.dataset} has no classes; run `bench data check {request.dataset}`")
-    guard = DataGuard(p.protocol, p.method_cls.requires)
+    protocol = p.protocol
+    if protocol.budget_rule == "official":  # the method's official length (part of the hash via budget_rule)
+        protocol = replace(protocol, steps=p.method_cls.official_steps(protocol, prompt_templates(dataset, protocol.prompts)))
+    guard = DataGuard(protocol, p.method_cls.requires)
     workers = request.workers if request.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
-    return EngineContext(p.protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
+    return EngineContext(protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
 
 
 def build_method(p: Plan, engine: EngineContext, trial_reporter=None):
-    view = MethodView(engine, p.options, trial_reporter, p.inputs)
-    return p.method_cls(p.hparams, view)
+    view = MethodView(engine, p.options, trial_reporter, copy.deepcopy(p.inputs))
+    return p.method_cls(copy.deepcopy(p.hparams), view)  # its own copy: the plan's goes into the record
+
+
+PREDICTIONS = "predictions.npz"
+
+
+def example_ids(split) -> np.ndarray:
+    """Stable ids of a split's examples: file paths relative to the split's common folder, else positions."""
+    paths = getattr(split, "paths", None)
+    if not paths:
+        return np.arange(len(split), dtype=np.int32)
+    root = os.path.commonpath([str(p) for p in paths]) if len(paths) > 1 else os.path.dirname(str(paths[0]))
+    return np.array([os.path.relpath(str(p), root) for p in paths])
+
+
+def _npz(arrays: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _snapshot(info: dict) -> dict:
+    """A detached JSON copy: a live object a method hands over cannot change after it was taken."""
+    return json.loads(json.dumps(info, default=str))
 
 
 def _refuse_if_violated(engine: EngineContext) -> None:
@@ -97,21 +127,25 @@ def execute(request: RunRequest, method_cls: type, dataset_cls: type, reporter=N
     method = build_method(p, engine, getattr(reporter, "trial", None))
     folder = store.begin(p.config, request.force)  # only once the inputs are known to be good
     with engine.dataset.gated(engine.guard.check):
-        record, status = _run(p, request, engine, method, folder, started, reporter, stop_after)
+        record, status, files = _run(p, request, engine, method, folder, started, reporter, stop_after)
     if status == "done":
-        store.finish(folder, record)
+        store.finish(folder, record, files)
     return record, status
 
 
 def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after):
-    protocol, device = p.protocol, engine.device
+    protocol, device = engine.protocol, engine.device  # the engine's: steps as the budget rule resolved them
     timing = {}
     t0 = time.perf_counter()
-    search_info = method.search(folder) if p.method_cls.has_search() else {}
+    search_info = {}
+    if p.method_cls.has_search():
+        workdir = folder.work / "search"  # the method's files; the engine's (checkpoint, record) stay its own
+        workdir.mkdir(parents=True, exist_ok=True)
+        search_info = _snapshot(method.search(workdir, p.config_hash))
     timing["search_s"] = time.perf_counter() - t0
     if request.search_only:
         _refuse_if_violated(engine)
-        return {"method": p.method_cls.name, "search": search_info, "search_s": timing["search_s"]}, "searched"
+        return {"method": p.config["method"], "search": search_info, "search_s": timing["search_s"]}, "searched", {}
     t0 = time.perf_counter()
     model = method.build()
     theta0 = clone_state(model)
@@ -126,7 +160,7 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
     else:
         selection, theta1, history = {"rule": "none (no training)"}, theta0, []
         timing.update(train_s=0.0, train_images=0, train_steps=0, train_images_per_s=None, resumed_from_step=0)
-    method_info = {**search_info, **method.info()}  # the method's last word, before any test split opens
+    method_info = _snapshot({**search_info, **method.info()})  # its last word, taken before any test split opens
     frozen = bool(method.frozen_image_tower)
     _refuse_if_violated(engine)
     engine.guard.seal()  # the model is fixed: theta0 and theta1 are the engine's own copies from here on
@@ -135,11 +169,14 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
     engine.guard.open_final_evaluation()
     model.eval()  # once: derived state (FLYP's text head) is then rebuilt per variant, not per split
     splits = [protocol.id_val_split, protocol.ood_val_split, *protocol.test_splits]
-    variants = {}
+    variants, predictions = {}, {}
     for name, alpha in p.variants.items():
         model.load_state_dict(theta1 if alpha is None else interpolate(theta0, theta1, alpha))
-        metrics = evaluate(model, engine, splits, frozen=frozen)
+        metrics, top1 = evaluate(model, engine, splits, frozen=frozen)
         variants[name] = {"alpha": alpha, "metrics": metrics, "summary": summarize(metrics, protocol)}
+        predictions.update({f"{name}|{split}": values.numpy() for split, values in top1.items()})
+    predictions.update({f"ids|{split}": example_ids(engine.read(split)) for split in splits})
+    blob = _npz(predictions)
     timing["eval_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - started
     timing["peak_memory"] = _peak_memory_mb(device)
@@ -148,10 +185,10 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
     reported = p.reported_variant
     record = {
         "schema": SCHEMA_VERSION,
-        "run_id": config_hash(p.config),
+        "run_id": p.config_hash,
         "bench_version": __version__,
-        "method": p.method_cls.name,
-        "method_description": p.method_cls.description,
+        "method": p.config["method"],  # as planned: a method cannot rename itself afterwards
+        "method_description": p.method_description,
         "dataset": request.dataset,
         "protocol": {"name": protocol.name, "version": protocol.version, "id": protocol.id},
         "official": p.official,
@@ -161,6 +198,8 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         "seed": request.seed,
         "model": engine.model_info.as_dict(),
         "selection": selection,
+        "classes": {"names": list(engine.dataset.classnames), "source": engine.dataset.classname_source},
+        "templates": list(engine.templates),
         "evaluation": {"variants": p.variants, "reported": reported},
         "reported_variant": reported,
         "metric": protocol.metric,
@@ -168,10 +207,15 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         "summary": variants[reported]["summary"],
         "variants": variants,
         "split_sizes": {name: len(engine.read(name)) for name in splits},
+        "predictions": {"file": PREDICTIONS, "sha256": hashlib.sha256(blob).hexdigest(),
+                        "layout": "numpy .npz: '<variant>|<split>' = top-1 class (int32) per example in split order; "
+                                  "'ids|<split>' = example ids (position in the split, or the file path relative to "
+                                  "the split's common folder)"},
         "method_info": method_info,
         "history": history,
         "timing": timing,
         "data_access": engine.guard.log(),
         "env": environment(device),
     }
-    return json.loads(json.dumps(record, default=str)), "done"  # the caller gets exactly what a later read gets
+    record = json.loads(json.dumps(record, default=str))  # the caller gets exactly what a later read gets
+    return record, "done", {PREDICTIONS: blob}

@@ -43,6 +43,10 @@ class TrainResult:
     resumed_from: int = 0
 
 
+def on_device(state: dict, device) -> dict:
+    return {key: value.to(device) for key, value in state.items()}
+
+
 def _load_checkpoint(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -68,7 +72,11 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"])
         start = result.resumed_from = ckpt["step"]
-        result.best_state, result.best_step, result.best_score = ckpt["best_state"], ckpt["best_step"], ckpt["best_score"]
+        # Checkpoints load to the CPU; the best state must live where the model does, or weight ensembling of
+        # theta0 (on the device) and a never-beaten pre-interruption best state fails after training.
+        device = next(model.parameters()).device
+        result.best_state = on_device(ckpt["best_state"], device)
+        result.best_step, result.best_score = ckpt["best_step"], ckpt["best_score"]
         result.history, result.seconds, result.images = ckpt["history"], ckpt["seconds"], ckpt["images"]
         running = ckpt["running_loss"]
     batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device, ctx.num_workers)

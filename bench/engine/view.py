@@ -8,6 +8,8 @@ through the engine's guard, which logs them; the method cannot write to that log
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from types import MappingProxyType
 
 import torch
@@ -19,29 +21,39 @@ class GuardedSplit(torch.utils.data.Dataset):
     """A split as a method sees it: examples, labels, WILDS metadata; no file paths, no way back to the dataset."""
 
     def __init__(self, inner):
+        # The method gets its own copies of in-memory tensors: editing them in place cannot touch the engine's.
         self._inner = inner
+        self._images = _copy(getattr(inner, "images", None))
+        self._labels = _copy(inner.labels)
+        self._metadata = _copy(getattr(inner, "metadata", None))
 
     def __len__(self) -> int:
         return len(self._inner)
 
     def __getitem__(self, i):
+        if self._images is not None:
+            return self._images[i], self._labels[i]
         return self._inner[i]
 
     @property
     def labels(self) -> torch.Tensor:
-        return self._inner.labels
+        return self._labels
 
     @property
     def images(self) -> torch.Tensor | None:
         """The preprocessed images when the split is held in memory (the testbed); None for on-disk splits."""
-        return getattr(self._inner, "images", None)
+        return self._images
 
     @property
     def metadata(self):
-        return getattr(self._inner, "metadata", None)
+        return self._metadata
 
     def subset(self, idx: torch.Tensor) -> "GuardedSplit":
         return GuardedSplit(self._inner.subset(idx))
+
+
+def _copy(value):
+    return value.clone() if isinstance(value, torch.Tensor) else value
 
 
 class MethodView:
@@ -49,12 +61,12 @@ class MethodView:
 
     def __init__(self, engine, options: dict | None = None, trial_reporter=None, inputs: tuple = ()):
         values = {
-            "protocol": engine.protocol,
+            "protocol": dataclasses.replace(engine.protocol),  # a copy: the engine's own cannot be changed from here
             "classnames": tuple(engine.dataset.classnames),
             "templates": engine.templates,
             "dataset_name": engine.dataset.name,
             "model_info": engine.model_info,
-            "clip": engine.clip,
+            "clip": copy.deepcopy(engine.clip),  # the engine keeps its own pretrained model for heads and features
             "tokenizer": engine.tokenizer,
             "device": engine.device,
             "seed": engine.seed,
@@ -85,9 +97,10 @@ class MethodView:
     def zero_shot_classifier(self):
         return self._engine.zero_shot_classifier()
 
-    def frozen_features(self, model, role: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised features of a readable split under the pretrained image tower (linear probes), cached."""
-        features, labels = self._engine.cached_features(model, self._engine.guard.split_name(role))
+    def frozen_features(self, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised features of a readable split under the pretrained image tower (linear probes), cached,
+        extracted without augmentation."""
+        features, labels = self._engine.cached_features(self._engine.guard.split_name(role))
         return features.clone(), labels.clone()
 
     def fused_kwargs(self) -> dict:

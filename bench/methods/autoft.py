@@ -56,6 +56,15 @@ class CLIPWithHead(nn.Module):
         return self.head(self.image_features(images))
 
 
+# Where the released scripts (cchoi1/auto-ft autoft/scripts/*.sh) differ from the protocol's defaults, per dataset:
+# imagenet.sh: --lr 1e-5 (the protocol's FT lr is 3e-5), --inner_steps 100, no --clip_gradient.
+OFFICIAL = {"imagenet": {"base_lr": 1e-5, "inner_steps": 100, "clip_gradients": False}}
+
+
+def _official(protocol, key: str, default):
+    return OFFICIAL.get(protocol.dataset, {}).get(key, default)
+
+
 def ood_val_subset(split, size: int):
     """A fixed random subset of the OOD validation split (the whole split if it is smaller)."""
     if size >= len(split):
@@ -94,13 +103,22 @@ class AutoFT(Method):
     ensemble_alphas = ALPHA_GRID
     hparams = {
         "trials": HParam(30, "outer-loop trials (official: 500)"),
-        "inner_steps": HParam(10, "AdamW steps per trial (official scripts: 10)"),
-        "base_lr": HParam(lambda p: p.lr, "centre of the lr search range [1e-2, 1e2] x base_lr"),
+        "inner_steps": HParam(lambda p: _official(p, "inner_steps", 10),
+                              "AdamW steps per trial (official scripts: 10 on WILDS, 100 on ImageNet)"),
+        "base_lr": HParam(lambda p: _official(p, "base_lr", p.lr), "centre of the lr search range [1e-2, 1e2] x base_lr"),
     }
+
+    @classmethod
+    def official_steps(cls, protocol, templates) -> int:
+        # The official final run counts epochs over its caption loader, one row per (image, template): an "epoch"
+        # is len(templates) passes over the images (iWildCam 2x, FMoW 16x the protocol's steps).
+        return protocol.steps * len(templates)
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
         self.best: dict | None = None
+        # The released scripts clip (at 1.0) on iWildCam and FMoW (--clip_gradient) but not on ImageNet.
+        self.clip_gradients = _official(ctx.protocol, "clip_gradients", True)
 
     def _new_model(self) -> CLIPWithHead:
         ctx = self.ctx
@@ -126,7 +144,7 @@ class AutoFT(Method):
 
             validate_storage(options["storage"])
 
-    def search(self, folder) -> dict:
+    def search(self, workdir, run_id: str) -> dict:
         from bench.methods import autoft_search as S
 
         ctx, hp = self.ctx, self.hp
@@ -149,20 +167,20 @@ class AutoFT(Method):
                 loss_fn = functools.partial(self._objective_loss, weights=chosen["weights"], anchors=anchors,
                                             seed=chosen["seed"], step=step)
                 training_step(model, loss_fn, optimizer, images, labels, ctx.device, ctx.autocast_dtype,
-                              protocol.grad_clip)
+                              protocol.grad_clip if self.clip_gradients else None)
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 return float("-inf")  # a diverged objective scores worst; the search goes on
             logits, labels = predict(model, ood, protocol.eval_batch_size, ctx.device, ctx.autocast_dtype, ctx.num_workers)
             return float(ctx.metrics("ood_val", logits, labels, ood.metadata)[protocol.metric])
 
         storage_option = ctx.options.get("storage")
-        storage = S.make_storage(storage_option, folder.work)
-        study_name = f"autoft-{folder.final.name}"
+        storage = S.make_storage(storage_option, workdir)
+        study_name = f"autoft-{run_id}"
         probe = S.open_study(study_name, storage, 0)
         existing, running = len(S.completed(probe)), S.running_count(probe)
         # Reproducible for one worker; a worker joining a busy study draws a different stream.
         study = S.open_study(study_name, storage, seed_hash("autoft-sampler", ctx.seed, existing, running))
-        ran = S.run_trials(study, objective, int(hp["trials"]), folder.work / "search.lock", folder.work / "trials",
+        ran = S.run_trials(study, objective, int(hp["trials"]), workdir / "search.lock", workdir / "trials",
                            ctx.report_trial)
         S.wait_for_other_workers(study)
         summary = S.study_summary(study)
@@ -171,7 +189,7 @@ class AutoFT(Method):
 
             raise BenchError("the AutoFT search finished without a completed trial; re-run to continue it")
         self.best = decode(summary["best_params"])
-        storage_label = storage_option or str(folder.final / "search.journal")
+        storage_label = storage_option or "search/search.journal in the run folder"
         return {"autoft": {"study": study_name, "storage": storage_label, "trials_run_here": ran,
                            "resumed_with": existing, **summary, "objective": self.best}}
 

@@ -47,9 +47,10 @@ class Method:
     def check_options(cls, options: dict) -> None:
         """Validate the run options (flags without `setting`) before anything is written; raise BenchError."""
 
-    def search(self, folder) -> dict:
-        """Optional search before training (AutoFT); `folder` is the run's RunFolder (files go under
-        `folder.work`). May read only what `requires` grants. Returns facts for the record (`method_info`)."""
+    def search(self, workdir, run_id: str) -> dict:
+        """Optional search before training (AutoFT). `workdir` is a folder of the run for the search's own files;
+        `run_id` names the run (its configuration hash). May read only what `requires` grants. Returns facts for
+        the record (`method_info`)."""
         return {}
 
     def search_stand_in(self) -> None:
@@ -62,6 +63,11 @@ class Method:
     def build(self) -> ImageClassifier:
         """The model training starts from (and the theta0 of weight ensembling): the zero-shot classifier."""
         return self.ctx.zero_shot_classifier()
+
+    @classmethod
+    def official_steps(cls, protocol, templates: tuple[str, ...]) -> int:
+        """Fine-tuning steps of the official code, used only under the protocol setting budget_rule=official."""
+        return protocol.steps
 
     # -- training ----------------------------------------------------------------------------------------------
     def optimizer(self, model: ImageClassifier) -> torch.optim.Optimizer:

@@ -8,10 +8,10 @@ AdamW plus a learned projection of every pretrained tensor W back toward its pre
    gamma takes an Adam step of size mu (1e-2) and is clipped to [1e-8, max_row ||c_t||]. On a tensor's first
    step gamma starts at 1e-8, i.e. at the anchor.
 3. Projection: W = W0 + clamp(gamma / ||c_t||_row, 0, 1) * c_t, with ||.||_row the L1 norm of each output row
-   (MARS; each element of a 1-D tensor is its own row).
+   (MARS); a 1-D tensor is a single row, so it gets one norm over the whole vector.
 
 The head has no pretrained value in the paper's setting and is excluded (the README's `exclude_set`); weight decay
-is 0 inside the optimiser, as FTP replaces it. Deviation: k really is a hyperparameter here (the official script
+is 0 inside the optimiser, as FTP replaces it. No gradient clipping, as in the official training code. Deviation: k really is a hyperparameter here (the official script
 parses --k but hard-codes k = 1); per-tensor step counters replace the official shared counter, which is the same
 when every tensor gets a gradient every step and avoids the indexing bug the official code later fixed.
 
@@ -31,15 +31,16 @@ from bench.methods.base import ALPHA_GRID, Method
 
 
 def row_l1(t: torch.Tensor) -> torch.Tensor:
-    """Per-output-row L1 norm (+1e-8), kept broadcastable to t."""
-    if t.dim() == 1:
-        return t.abs() + 1e-8
+    """Per-output-row L1 norm (+1e-8), kept broadcastable to t; a 1-D tensor (bias, LayerNorm weight, class
+    embedding) is one row, so it gets one norm over the whole vector, as in the official code."""
+    if t.dim() <= 1:
+        return t.abs().sum().reshape([1] * t.dim()) + 1e-8
     return t.abs().sum(dim=tuple(range(1, t.dim())), keepdim=True) + 1e-8
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.dim() == 1:
-        return a * b
+    if a.dim() <= 1:
+        return (a * b).sum().reshape([1] * a.dim())
     return (a * b).sum(dim=tuple(range(1, a.dim())), keepdim=True)
 
 
@@ -114,6 +115,7 @@ class AdamP(torch.optim.Optimizer):
 class FTP(Method):
     description = "FTP: AdamW + learned per-tensor projection toward the pretrained weights (AdamP), head excluded"
     ensemble_alphas = ALPHA_GRID
+    clip_gradients = False  # the official FTP training code does not clip
     hparams = {
         "lr": Method.hparams["lr"],
         "k": HParam(1.0, "gradient annealing of positive radius hyper-gradients (1 = strongest)", ("uniform", 0.0, 1.0)),

@@ -1,7 +1,10 @@
-"""LP: logistic regression on frozen image features (Kumar et al.'s recipe): scikit-learn's L-BFGS
-LogisticRegression, warm-started along a sweep of the inverse regularisation C over log-spaced values
-(official: 100 values from 1e-7 to 1e2), C chosen by ID-validation accuracy only. The fitted coefficients become
-the classifier's head, so LP-FT can start from them."""
+"""LP: logistic regression on frozen image features (Kumar et al.'s recipe, `log_reg_sk.py`): the features are
+standardised by one overall mean and standard deviation of the training features (scalars, not per feature), then
+scikit-learn's L-BFGS LogisticRegression is warm-started along a sweep of the inverse regularisation C over
+log-spaced values (official: 100 values from 1e-7 to 1e2, max_iter 200), C chosen by ID-validation accuracy only.
+The weights are mapped back to the unstandardised features (w / s, b - w . (m / s)) and become the classifier's
+head, so LP-FT can start from them. Features come from the pretrained tower without augmentation (the evaluation
+preprocessing, also for the training split), as officially."""
 from __future__ import annotations
 
 import warnings
@@ -18,10 +21,13 @@ from bench.models.classifier import linear_head
 def fit_linear_probe(train_x, train_y, val_x, val_y, num_classes: int, c_grid, max_iter: int = 200):
     """Sweep C (warm-started), keep the fit with the best ID-val accuracy (earliest on ties).
 
-    Returns (weight (K, D), bias (K,), chosen C, list of (C, val acc %))."""
+    Features are standardised by the training features' overall mean and std first (Kumar et al.), and the
+    returned weights act on the raw features. Returns (weight (K, D), bias (K,), chosen C, list of (C, val acc %))."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    mean, std = float(np.mean(train_x)), float(np.std(train_x))
+    train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
     clf = LogisticRegression(max_iter=max_iter, warm_start=True)
     best, curve = None, []
     for c in c_grid:
@@ -34,6 +40,7 @@ def fit_linear_probe(train_x, train_y, val_x, val_y, num_classes: int, c_grid, m
         if best is None or acc > best[0]:
             best = (acc, float(c), clf.coef_.copy(), clf.intercept_.copy(), clf.classes_.copy())
     _, c, coef, intercept, classes = best
+    coef, intercept = coef / std, intercept - coef.sum(axis=1) * (mean / std)  # back to the raw features
     if coef.shape[0] == 1:  # binary problems: sklearn keeps one row
         coef, intercept = np.concatenate([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
     weight = np.zeros((num_classes, coef.shape[1]), dtype=np.float32)
@@ -54,8 +61,8 @@ class ProbeMixin:
 
     def fit_probe(self, model):
         hp = self.hp
-        train_x, train_y = self.ctx.frozen_features(model, "train")
-        val_x, val_y = self.ctx.frozen_features(model, "id_val")
+        train_x, train_y = self.ctx.frozen_features("train")
+        val_x, val_y = self.ctx.frozen_features("id_val")
         grid = np.logspace(np.log10(hp["c_min"]), np.log10(hp["c_max"]), int(hp["c_steps"]))
         weight, bias, c, curve = fit_linear_probe(train_x.numpy(), train_y.numpy(), val_x.numpy(), val_y.numpy(),
                                                   len(self.ctx.classnames), grid, int(hp["lp_max_iter"]))

@@ -12,7 +12,8 @@ from bench.errors import BenchError
 
 # Settings a user may override with --set (the run becomes unofficial); the rest are not tunable at all.
 OVERRIDABLE = ("steps", "batch_size", "eval_every", "warmup", "grad_clip", "eval_batch_size", "ood_val_size",
-               "prompts")
+               "prompts", "budget_rule")
+BUDGET_RULES = ("equal", "official")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Protocol:
     reduced: tuple = ()  # (key, value) overrides of the documented quick budget (`--reduced`; runs are unofficial)
     prompts: str = "default"  # prompt-template set; a smaller one (e.g. ImageNet's "simple") makes runs unofficial
     ood_val_size: int = 1000  # OOD-val examples a searching method (AutoFT) scores each trial on; all if fewer
+    # "equal": every method's fine-tune runs `steps` steps (the comparison this suite exists for). "official": a
+    # method whose official code trains longer declares it (`Method.official_steps`, e.g. AutoFT's epochs over its
+    # image x template caption loader) and trains that long; such runs are unofficial here.
+    budget_rule: str = "equal"
     seeds: tuple[int, ...] = (0, 1, 2)
     selection: str = "best checkpoint on id_val by the headline metric"
 
@@ -68,6 +73,8 @@ class Protocol:
             if key not in OVERRIDABLE:
                 raise BenchError(f"protocol setting {key!r} cannot be overridden; overridable: {', '.join(OVERRIDABLE)}")
             values[key] = coerce(key, value, getattr(self, key))
+            if key == "budget_rule" and values[key] not in BUDGET_RULES:
+                raise BenchError(f"--set budget_rule={value} is unknown; use one of {', '.join(BUDGET_RULES)}")
             if key in ("steps", "batch_size", "eval_every", "eval_batch_size", "ood_val_size") and values[key] < (0 if key == "steps" else 1):
                 raise BenchError(f"--set {key}={value} is out of range; it must be {'>= 0' if key == 'steps' else '>= 1'}")
         return replace(self, **values)
@@ -77,10 +84,12 @@ class Protocol:
 
     def budget(self, reads_ood_val: bool = False) -> dict:
         """The overridable settings a run depends on, and so its hash: the OOD-val subset size only for methods that
-        read OOD val, the prompt set only when it is not the default (older runs keep their hashes)."""
+        read OOD val, the prompt set and budget rule only when not the default (older runs keep their hashes)."""
         out = {key: getattr(self, key) for key in OVERRIDABLE}
         if not reads_ood_val:
             del out["ood_val_size"]
         if out["prompts"] == "default":
             del out["prompts"]
+        if out["budget_rule"] == "equal":
+            del out["budget_rule"]
         return out
