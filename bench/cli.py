@@ -80,6 +80,7 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     chk = data_sub.add_parser("check", help="per dataset and split: present / missing / malformed, sizes, how to get it")
     chk.add_argument("datasets", nargs="*", help="dataset names (default: all)")
     chk.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
+    chk.add_argument("--deep", action="store_true", help="also decode every image (in parallel) and name unreadable ones")
     dl = data_sub.add_parser("download", help="download iwildcam or fmow with the wilds package (needs network)")
     dl.add_argument("dataset")
     dl.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
@@ -142,9 +143,16 @@ def cmd_data(args) -> int:
         return 0
     from bench.datasets import DATASETS
 
-    rows = check(args.datasets or DATASETS.names(), args.data_root)
-    print_data_check(rows)
-    return 0 if all(r["status"] in ("present", "embedded") for r in rows) else 1
+    from bench.cli_output import decode_progress
+    from bench.datasets.check import failures
+
+    names = args.datasets or DATASETS.names()
+    for name in names:
+        DATASETS.get(name)  # an unknown name fails before any folder is read
+    with decode_progress(args.deep) as progress:
+        findings = check(names, args.data_root, args.deep, progress)
+    print_data_check(findings)
+    return 1 if failures(findings) else 0
 
 
 def cmd_leaderboard(args) -> int:
@@ -173,6 +181,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code in (0, None) or (argv and any(a in ("-h", "--help") for a in argv)):
+            raise  # --help and normal exits
+        print(f"bench: error: method or plugin code called sys.exit({exc.code!r}); a method must raise instead "
+              "(nothing was stored for the run)", file=sys.stderr)
+        return 2
     except Exception as exc:
         if os.environ.get("BENCH_DEBUG"):
             raise

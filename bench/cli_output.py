@@ -128,13 +128,31 @@ def print_listing(what: str) -> None:
             console.print(f"[dim]{len(list_architectures())} architectures in all: `bench list models`[/dim]")
 
 
-def print_data_check(rows: list[dict]) -> None:
+def decode_progress(enabled: bool):
+    """A progress display for `--deep` decoding (on stderr), or a no-op."""
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    return Progress(TextColumn("decoding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=progress_console, transient=True)
+
+
+def print_data_check(findings: list) -> None:
+    """A table on a terminal; when piped, plain lines that never cut a path (one line per note)."""
+    if not console.is_terminal:
+        for f in findings:
+            sizes = "" if f.count is None else f" {f.count}" + ("" if f.expected is None else f"/{f.expected}")
+            print(f"{f.dataset}\t{f.split}\t{f.status}{sizes}")
+            for note in f.notes:
+                print(f"    {note}")
+        return
     table = Table(title="datasets on disk")
     for column in ("dataset", "split", "status", "count", "expected", "note"):
-        table.add_column(column)
-    colour = {"present": "green", "embedded": "green", "missing": "yellow", "malformed": "red"}
-    for r in rows:
-        table.add_row(r["dataset"], r["split"], f"[{colour[r['status']]}]{r['status']}[/]",
-                      "" if r["count"] is None else str(r["count"]), "" if r["expected"] is None else str(r["expected"]),
-                      r["note"])
+        table.add_column(column, overflow="fold")
+    colour = {"present": "green", "embedded": "green", "incomplete": "yellow", "missing": "yellow", "malformed": "red"}
+    for f in findings:
+        table.add_row(f.dataset, f.split, f"[{colour[f.status]}]{f.status}[/]",
+                      "" if f.count is None else str(f.count), "" if f.expected is None else str(f.expected),
+                      "\n".join(f.notes))
     console.print(table)

@@ -14,16 +14,54 @@ from bench.registry import suggest
 
 
 @dataclass(frozen=True)
+class Range:
+    """The valid values of a number: bounds (None = unbounded), each closed unless marked open. NaN and the
+    infinities are never valid."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return " and ".join(parts) or "a finite number"
+
+    def contains(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def check(self, name: str, value) -> None:
+        if not self.contains(value):
+            raise BenchError(f"{name}={value} is out of range: it must be {self.describe()}")
+
+
+POSITIVE = Range(0, None, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+FRACTION = Range(0, 1)
+
+
+@dataclass(frozen=True)
 class HParam:
     """One hyperparameter a method owns: a default (a value, or a function of the protocol) and a search space.
 
     `space` is ("log", low, high), ("uniform", low, high), ("int", low, high) or ("choice", options); it drives
-    seeded random draws (`--hparams-seed`) and, later, Optuna searches.
+    seeded random draws (`--hparams-seed`) and, later, Optuna searches. `valid` is the range any value must lie in
+    (checked before a run touches the store); a float is always checked to be finite.
     """
 
     default: Any | Callable
     help: str = ""
     space: tuple | None = None
+    valid: Range | None = None
 
     def default_for(self, protocol) -> Any:
         return self.default(protocol) if callable(self.default) else self.default
@@ -93,7 +131,7 @@ def coerce(key: str, value: Any, like: Any) -> Any:
                 return value
             raise ValueError
         if isinstance(like, int) and not isinstance(like, bool):
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
         if isinstance(like, float):
@@ -118,6 +156,14 @@ def resolve_hparams(method_cls, protocol, overrides: dict, hparams_seed: int = 0
         values[name] = value
     for key, value in overrides.items():
         values[key] = coerce(key, value, values[key])
+    for name, value in values.items():
+        spec = specs[name]
+        rule = spec.valid or (Range() if isinstance(value, float) else None)
+        if rule is not None:
+            try:
+                rule.check(name, value)
+            except BenchError as exc:
+                raise BenchError(f"--set {exc}; {spec.help or name} (default {spec.default_for(protocol)})")
     return values
 
 

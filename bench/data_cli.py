@@ -2,6 +2,7 @@
 Nothing is ever downloaded implicitly; `download` uses the wilds package's own downloader."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -11,19 +12,17 @@ DOWNLOADABLE = ("iwildcam", "fmow")
 
 def _adapter(name: str, root: Path | None):
     from bench.datasets import DATASETS
-    from bench.models import ModelInfo
+    from bench.datasets.base import PROVISIONAL_MODEL
 
-    cls = DATASETS.get(name)
-    info = ModelInfo("none", None, "gelu", 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), None)  # checks read no pixels
-    return cls(info, root)
+    return DATASETS.get(name)(PROVISIONAL_MODEL, root)  # checks read no pixels
 
 
-def check(names: list[str], root: Path | None) -> list[dict]:
-    rows = []
+def check(names: list[str], root: Path | None, deep: bool = False, progress=None) -> list:
+    """Findings (bench.datasets.check.Finding) of every named dataset."""
+    findings = []
     for name in names:
-        adapter = _adapter(name, root)
-        rows.extend({"dataset": name, **row} for row in adapter.check())
-    return rows
+        findings.extend(_adapter(name, root).check(deep, progress))
+    return findings
 
 
 def download(name: str, root: Path | None) -> Path:
@@ -31,12 +30,21 @@ def download(name: str, root: Path | None) -> Path:
         raise BenchError(f"bench can download {', '.join(DOWNLOADABLE)} (through the wilds package); get {name} by hand: `bench data check {name}` says where it goes")
     if root is None:
         raise BenchError("pass --data-root DIR: the folder the dataset is downloaded into")
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise BenchError(f"--data-root {root} is a file, not a folder; pass the folder the datasets go into")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the data folder {root} ({exc.strerror or exc}); pass a writable --data-root")
     import wilds
 
+    before = {p.name for p in root.iterdir()}
     try:
         wilds.get_dataset(dataset=name, root_dir=str(root), download=True)
     except Exception as exc:  # network errors, disk full, interrupted extraction
-        raise BenchError(f"downloading {name} into {root} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
-                         "check the network and free space, then run the command again")
+        for created in {p.name for p in root.iterdir()} - before:  # nothing half-made stays behind
+            target = root / created
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        raise BenchError(f"downloading {name} into {root} failed ({type(exc).__name__}); check the network (the "
+                         "WILDS servers must be reachable) and free space, then run the command again")
     return root

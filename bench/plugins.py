@@ -22,7 +22,13 @@ def load_plugin(path: str | Path) -> None:
     try:
         spec.loader.exec_module(module)
     except BenchError:
+        del sys.modules[name]
         raise
+    except SystemExit as exc:  # a plugin must not end the program silently
+        del sys.modules[name]
+        raise BenchError(f"plugin {path} called sys.exit({exc.code!r}) while being imported; a plugin only defines "
+                         "and registers classes")
     except Exception as exc:
         del sys.modules[name]
-        raise BenchError(f"plugin {path} failed to import: {type(exc).__name__}: {exc}")
+        line = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise BenchError(f"plugin {path} failed to import: {type(exc).__name__}: {line}")

@@ -26,6 +26,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, blob: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -34,6 +40,7 @@ def atomic_write_bytes(path: Path, blob: bytes) -> None:
             handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a shared store follows the user's umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -51,6 +58,7 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -118,6 +126,51 @@ class RunStore:
         atomic_write_text(work / "config.json", _config_text(config))
         return RunFolder(final=final, work=work)
 
+    @staticmethod
+    def lock_for(final: Path):
+        """The lock one run of a configuration holds from planning to its record (released if its process dies)."""
+        from filelock import FileLock
+
+        return FileLock(str(final.with_name(final.name + ".lock")))
+
+    def recover(self, final: Path) -> None:
+        """Complete or undo a --force redo that was interrupted (e.g. killed between its two renames), and remove
+        the side folders it left. Call with the configuration's lock held."""
+        old, redo = final.with_name(final.name + ".old"), final.with_name(final.name + ".redo")
+        if not final.exists():
+            if self.is_done(redo):
+                os.replace(redo, final)  # the new result was complete: finish the swap
+            elif old.is_dir():
+                os.replace(old, final)  # the old result comes back
+        if self.is_done(final):
+            shutil.rmtree(old, ignore_errors=True)
+            if redo.exists() and not (redo / "checkpoint.pt").is_file():
+                shutil.rmtree(redo, ignore_errors=True)
+
+    def recover_all(self) -> None:
+        """Recover every interrupted redo whose lock is free (the leaderboard calls this before it reads)."""
+        from filelock import Timeout
+
+        for side in sorted({*self.root.glob("*/*/*.old"), *self.root.glob("*/*/*.redo")}):
+            final = side.with_name(side.name.rsplit(".", 1)[0])
+            try:
+                with self.lock_for(final).acquire(timeout=0):
+                    self.recover(final)
+            except Timeout:
+                continue  # a run is finishing it right now
+
+    def discard(self, folder: RunFolder, unconditionally: bool = False) -> bool:
+        """Remove the work folder of a run that failed, when it holds nothing to resume from (no checkpoint, no
+        search files) or `unconditionally`; a finished result in the final folder is never touched."""
+        work = folder.work
+        if not work.is_dir() or (work == folder.final and self.is_done(work)):
+            return False
+        keep = [p for p in work.rglob("*") if p.is_file() and p.name not in ("config.json",) and not p.name.startswith(".")]
+        if keep and not unconditionally:
+            return False
+        shutil.rmtree(work, ignore_errors=True)
+        return True
+
     def finish(self, folder: RunFolder, record: dict, files: dict[str, bytes] | None = None) -> Path:
         """Write the record (and its side files, e.g. per-example predictions), then `done` last."""
         from bench.records import validate
@@ -149,7 +202,7 @@ class RunStore:
             return records, problems
         for done in sorted(self.root.rglob("done")):
             folder = done.parent
-            if folder.name.endswith((".redo", ".old")):
+            if folder.name.endswith((".redo", ".old")) or not done.is_file():  # a `done` folder is no marker
                 continue
             where = str(folder.relative_to(self.root))
             try:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.datasets.tinyshift import TinyShift
+from bench.errors import BenchError
 from bench.methods import autoft_search as S
 from bench.methods.autoft_losses import dcm_loss, entropy_per_example, hinge_loss, learned_loss, norm_terms
 from bench.protocols.tinyshift import TINYSHIFT
@@ -160,6 +161,25 @@ def test_killed_search_continues_its_trial_count(tmp_path):
     after = {p.name: p.read_text() for p in store.rglob("trials/trial_*.json")}
     assert all(after[name] == text for name, text in first.items())  # finished trials are kept, not redone
     assert max(t.number for t in done) >= len(first)
+    # the resumed search drew the same trials as an uninterrupted one (the killed trial is drawn again)
+    reference = _worker(tmp_path / "reference", 5)
+    _, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err
+    uninterrupted = [t.params for t in sorted(S.completed(_study(tmp_path / "reference")), key=lambda t: t.number)]
+    assert [t.params for t in sorted(done, key=lambda t: t.number)] == uninterrupted
+
+
+def test_a_damaged_journal_is_refused_before_anything_is_appended(tmp_path):
+    journal = tmp_path / "search.journal"
+    storage = S.make_storage(str(journal), tmp_path)
+    study = S.open_study("s", storage, 0)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    text = journal.read_bytes()
+    journal.write_bytes(text[:-7])  # a write cut short
+    damaged = journal.read_bytes()
+    with pytest.raises(BenchError, match=r"journal .* is damaged at line \d+"):
+        S.make_storage(str(journal), tmp_path)
+    assert journal.read_bytes() == damaged
 
 
 def test_budget_rule_official_lengthens_only_autoft_and_is_unofficial(tmp_path):

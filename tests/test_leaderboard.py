@@ -123,22 +123,39 @@ def test_committed_leaderboard_is_regenerated_from_the_committed_runs(tmp_path):
     assert (tmp_path / "leaderboard" / "results.csv").read_text() == (ROOT / "leaderboard" / "results.csv").read_text()
 
 
-def test_reported_rows_are_labelled_with_their_source_and_kept_apart(tmp_path, monkeypatch):
-    from bench.leaderboard import reported
+def real_dataset_record(dataset, protocol, metric, ood_splits, arch="ViT-B-16", pretrained="openai", seed=0):
+    """A schema-valid record of a real dataset's protocol (hand-written numbers)."""
+    record = fake_record("ft", seed, 50.0, [30.0] * 5)
+    metrics = {"id_test": {metric: 50.0}, **{s: {metric: 30.0 + i} for i, s in enumerate(ood_splits)}}
+    ood = {s: metrics[s][metric] for s in ood_splits}
+    summary = {"id": 50.0, "ood": ood, "ood_avg": sum(ood.values()) / len(ood)}
+    name, version = protocol.split("@")
+    record.update(dataset=dataset, protocol={"name": name, "version": int(version), "id": protocol}, metric=metric,
+                  metrics=metrics, summary=summary, variants={"final": {"alpha": None, "metrics": metrics, "summary": summary}})
+    record["model"].update(arch=arch, pretrained=pretrained)
+    record["config"].update(dataset=dataset, protocol=protocol, model={"arch": arch, "pretrained": pretrained})
+    return record
 
-    record = fake_record("ft", 0, 50.0, [30] * 5)
-    record.update(dataset="iwildcam", protocol={"name": "wilds-iwildcam", "version": 1, "id": "wilds-iwildcam@1"},
-                  metric="F1-macro_all", metrics={"id_test": {"F1-macro_all": 50.0}, "ood_test": {"F1-macro_all": 30.0}},
-                  summary={"id": 50.0, "ood": {"ood_test": 30.0}, "ood_avg": 30.0})
-    fill(tmp_path, [record])
+
+def test_reported_rows_are_labelled_with_their_source_and_kept_apart(tmp_path):
+    from bench.protocols.imagenet import IMAGENET
+
+    fill(tmp_path, [real_dataset_record("iwildcam", "wilds-iwildcam@1", "F1-macro_all", ["ood_test"]),
+                    real_dataset_record("fmow", "wilds-fmow@1", "acc_worst_region", ["ood_test"]),
+                    real_dataset_record("imagenet", "imagenet-shifts@1", "acc", list(IMAGENET.ood_test_splits)),
+                    real_dataset_record("iwildcam", "wilds-iwildcam@1", "F1-macro_all", ["ood_test"],
+                                        arch="bench-tinyclip", pretrained="tinyshift")])
     text, _ = leaderboard_markdown(tmp_path)
-    assert "Reported by the papers: no row yet" in text
-    monkeypatch.setattr(reported, "REPORTED", (reported.Reported(
-        "iwildcam", "wilds-iwildcam@1", "FT", "ViT-B-16 (openai)", 48.1, (("ood_test", 35.0),), "Paper X, Table 1"),))
-    text, _ = leaderboard_markdown(tmp_path)
-    line = next(l for l in text.splitlines() if l.startswith("| reported: FT"))
-    assert "48.1" in line and "35.0" in line and "Paper X, Table 1" in line
-    assert "| ft " in text  # the measured row is still there, separately
+    rows = [line for line in text.splitlines() if line.startswith("| reported: ")]
+    cells = {tuple(c.strip() for c in line.split("|")[1:4]) for line in rows}
+    assert ("reported: DRM", "53.53", "40.49") in cells  # iWildCam macro-F1, ID and OOD
+    assert ("reported: DRM", "–", "45.66") in cells  # FMoW: ID was average accuracy, not worst-region
+    tpgm = next(line for line in rows if line.startswith("| reported: TPGM "))
+    assert [c.strip() for c in tpgm.split("|")[2:8]] == ["83.80", "75.27", "76.87", "55.91", "54.50", "–"]
+    assert "PotatoTian/TPGM @ 9124c3c" in tpgm
+    assert not any("soup" in line for line in rows)  # ViT-B-32 numbers never enter a ViT-B-16 section
+    assert "no row for this model" in text  # the tiny model's iWildCam section
+    assert text.count("| ft ") == 3 * 4  # measured rows stay (results, hyperparameter, timing tables of 4 sections)
 
 
 def test_effective_robustness_by_hand(tmp_path):

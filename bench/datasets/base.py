@@ -26,6 +26,10 @@ class TensorSplit(torch.utils.data.Dataset):
         return TensorSplit(self.images[idx], self.labels[idx])
 
 
+# Preprocessing for checks that read no pixels (file lists, metadata, existence), before a model is loaded.
+PROVISIONAL_MODEL = ModelInfo("none", None, "gelu", 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), None)
+
+
 class DatasetAdapter(ABC):
     name: str = ""
     description: str = ""
@@ -42,6 +46,12 @@ class DatasetAdapter(ABC):
 
     # During a run: the engine's data guard, asked before any adapter (any instance, of any dataset) hands out a split.
     _gate = None
+
+    def use_model(self, model_info: ModelInfo) -> None:
+        """Preprocess for this model from now on (splits read before, e.g. by the data check, are read again)."""
+        if model_info != self.model_info:
+            self.model_info = model_info
+            self._cache.clear()
 
     def split(self, name: str) -> torch.utils.data.Dataset:
         if DatasetAdapter._gate is not None:
@@ -65,18 +75,19 @@ class DatasetAdapter(ABC):
     def load_split(self, name: str) -> torch.utils.data.Dataset:
         """Read one split (by the protocol's split name), preprocessed for the model."""
 
-    def check(self) -> list[dict]:
-        """Per protocol split: present / missing / malformed with its size, for `bench data check`."""
-        p = self.protocol
-        rows = []
-        for split in (p.train_split, p.id_val_split, p.id_test_split, p.ood_val_split, *p.ood_test_splits):
-            try:
-                rows.append({"split": split, "status": "present", "count": len(self.split(split)), "expected": None, "note": ""})
-            except Exception as exc:  # report every problem of every split, not just the first
-                message = str(exc)
-                status = "missing" if "missing" in message or "does not exist" in message or "--data-root" in message else "malformed"
-                rows.append({"split": split, "status": status, "count": None, "expected": None, "note": message})
-        return rows
+    expected_sizes: dict[str, int] = {}  # split -> size of the official release, where known
+
+    def check_files(self) -> list[str]:
+        """Check the files the adapter needs besides the splits' own (metadata, class tables, release files);
+        raise MissingData / MalformedData, or return notes (e.g. which version was found)."""
+        return []
+
+    def check(self, deep: bool = False, progress=None) -> list:
+        """What `bench data check` reports: bench.datasets.check.Finding per split (problems shared by several
+        splits once)."""
+        from bench.datasets.check import check_dataset
+
+        return check_dataset(self, deep, progress)
 
     def unaugmented(self, split):
         """`split` with the evaluation preprocessing: frozen features (linear probes, zero-shot) are extracted

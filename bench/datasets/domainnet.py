@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.datasets.base import DatasetAdapter
 from bench.datasets.folders import data_root, holdout, require_dir
 from bench.datasets.transforms import FileSplit, clip_transform
-from bench.errors import BenchError
+from bench.errors import BenchError, MalformedData, MissingData
 from bench.protocols.domainnet import DOMAINNET
 
 OOD_TEST_DOMAINS = ("sketch", "painting", "clipart", "infograph")
@@ -33,14 +33,14 @@ class DomainNet(DatasetAdapter):
     def read_list(self, name: str) -> tuple[list[Path], list[int]]:
         path = self.folder / f"{name}.txt"
         if not path.is_file():
-            raise BenchError(f"DomainNet split list {path} is missing; it comes with the dataset's split files")
+            raise MissingData(f"DomainNet split list {path} is missing; it comes with the dataset's split files")
         paths, labels = [], []
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split()
             if len(parts) != 2 or not parts[1].isdigit() or parts[0].count("/") != 2:
-                raise BenchError(f"{path} line {number} is malformed ({line[:60]!r}); expected '<domain>/<class>/<file> <label>'")
+                raise MalformedData(f"{path} line {number} is malformed ({line[:60]!r}); expected '<domain>/<class>/<file> <label>'")
             paths.append(self.folder / parts[0])
             labels.append(int(parts[1]))
         return paths, labels
@@ -55,9 +55,9 @@ class DomainNet(DatasetAdapter):
             names = {}
             for path, y in zip(paths, labels):
                 if names.setdefault(y, path.parent.name) != path.parent.name:
-                    raise BenchError(f"label {y} names two classes in real_train.txt ({names[y]}, {path.parent.name})")
+                    raise MalformedData(f"label {y} names two classes in real_train.txt ({names[y]}, {path.parent.name})")
             if sorted(names) != list(range(len(names))):
-                raise BenchError("real_train.txt does not use every label from 0 to the number of classes - 1")
+                raise MalformedData("real_train.txt does not use every label from 0 to the number of classes - 1")
             self._classnames = tuple(names[y].replace("_", " ") for y in range(len(names)))
         return self._classnames
 

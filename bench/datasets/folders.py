@@ -7,17 +7,17 @@ from pathlib import Path
 import torch
 
 from bench.config import seed_hash
-from bench.errors import BenchError
+from bench.errors import MissingData
 
 def data_root(root: Path | None, dataset: str = "this dataset") -> Path:
     """The data root from --data-root or BENCH_DATA_ROOT; an existing folder, or a one-line error."""
     root = root or os.environ.get("BENCH_DATA_ROOT")
     if not root:
-        raise BenchError(f"{dataset} needs its files: pass --data-root DIR (or set BENCH_DATA_ROOT); "
+        raise MissingData(f"{dataset} needs its files: pass --data-root DIR (or set BENCH_DATA_ROOT); "
                          f"`bench data check {dataset} --data-root DIR` lists what is expected")
     root = Path(root)
     if not root.is_dir():
-        raise BenchError(f"data folder {root} does not exist; pass --data-root with the folder that holds the datasets")
+        raise MissingData(f"data folder {root} does not exist; pass --data-root with the folder that holds the datasets")
     return root
 
 
@@ -26,7 +26,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 def require_dir(path: Path, what: str, hint: str) -> Path:
     if not path.is_dir():
-        raise BenchError(f"{what} folder {path} is missing; {hint}")
+        raise MissingData(f"{what} folder {path} is missing; {hint}")
     return path
 
 

@@ -22,7 +22,7 @@ from torchvision import transforms as T
 from bench.datasets.base import DatasetAdapter, accuracy
 from bench.datasets.folders import class_folders, data_root, holdout, images_in, require_dir, scan
 from bench.datasets.transforms import FileSplit, clip_transform
-from bench.errors import BenchError
+from bench.errors import BenchError, MalformedData, MissingData
 from bench.protocols.imagenet import IMAGENET
 
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
@@ -60,9 +60,12 @@ class ImageNet(DatasetAdapter):
             val = require_dir(self.root / "imagenet" / "val", "ImageNet val", HINT)
             self._wnids = class_folders(val)
             if len(self._wnids) != 1000:
-                raise BenchError(f"{val} has {len(self._wnids)} class folders, not 1000; it must hold one folder per wnid")
+                raise MalformedData(f"{val} has {len(self._wnids)} class folders, not 1000; it must hold one folder per wnid")
         return self._wnids
 
+    # The releases' sizes (train less the 10 held-out images per class); ObjectNet's differ between copies (FLYP #7).
+    expected_sizes = {"train": 1_271_167, "id_val": 10_000, "id_test": 50_000, "imagenet-v2": 10_000,
+                      "imagenet-r": 30_000, "imagenet-a": 7_500, "imagenet-sketch": 50_889, "ood_val": 750_000}
     classname_source = "open_clip's ImageNet class names (zero_shot_metadata), in sorted-wnid order"
 
     @property
@@ -83,7 +86,7 @@ class ImageNet(DatasetAdapter):
             raise BenchError(f"imagenet has no split {name!r}; splits: {', '.join(loaders)}")
         split = loaders[name](name)
         if len(split) == 0:
-            raise BenchError(f"imagenet split {name!r} has no images; run `bench data check imagenet`")
+            raise MissingData(f"imagenet split {name!r} has no images; run `bench data check imagenet`")
         return split
 
     def _eval(self):
@@ -104,7 +107,7 @@ class ImageNet(DatasetAdapter):
         paths, labels = [], []
         for folder in class_folders(root):
             if not folder.isdigit() or not 0 <= int(folder) < 1000:
-                raise BenchError(f"ImageNet-V2 folder {root / folder} is not a class index 0..999")
+                raise MalformedData(f"ImageNet-V2 folder {root / folder} is not a class index 0..999")
             found = images_in(root / folder)
             paths += found
             labels += [int(folder)] * len(found)
@@ -115,7 +118,7 @@ class ImageNet(DatasetAdapter):
         index = self._index()
         unknown = [w for w in class_folders(root) if w not in index]
         if unknown:
-            raise BenchError(f"{root} has folders that are not ImageNet wnids, e.g. {unknown[0]}")
+            raise MalformedData(f"{root} has folders that are not ImageNet wnids, e.g. {unknown[0]}")
         split = FileSplit(*scan(root, index), self._eval())
         split.class_subset = sorted(index[w] for w in class_folders(root))
         return split
@@ -140,7 +143,7 @@ class ImageNet(DatasetAdapter):
             label_to_imagenet = json.loads((maps / "objectnet_to_imagenet_1k.json").read_text())
             imagenet_lines = (maps / "imagenet_to_label_2012_v2").read_text().splitlines()
         except (OSError, json.JSONDecodeError) as exc:
-            raise BenchError(f"ObjectNet mapping files in {maps} are missing or malformed ({exc}); re-download ObjectNet")
+            raise MalformedData(f"ObjectNet mapping files in {maps} are missing or malformed ({exc}); re-download ObjectNet")
         line_index = {line.strip(): i for i, line in enumerate(imagenet_lines) if line.strip()}
         folders, groups = {}, []
         for folder, label in sorted(folder_to_label.items()):
@@ -149,7 +152,7 @@ class ImageNet(DatasetAdapter):
             names = [n.strip() for n in label_to_imagenet[label].split(";")]
             missing = [n for n in names if n not in line_index]
             if missing:
-                raise BenchError(f"ObjectNet maps {label!r} to {missing[0]!r}, which imagenet_to_label_2012_v2 does not list")
+                raise MalformedData(f"ObjectNet maps {label!r} to {missing[0]!r}, which imagenet_to_label_2012_v2 does not list")
             folders[folder] = len(groups)
             groups.append(sorted(line_index[n] for n in names))
         return folders, groups

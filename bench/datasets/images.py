@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import MalformedData, MissingData
 
 
 def open_image(path: str | Path):
@@ -15,6 +15,6 @@ def open_image(path: str | Path):
             image.load()
             return image.convert("RGB")
     except FileNotFoundError:
-        raise BenchError(f"image {path} is missing; re-download the dataset or run `bench data check`")
+        raise MissingData(f"image {path} is missing; re-download the dataset or run `bench data check`")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(f"image {path} is corrupt or unreadable ({type(exc).__name__}); re-download that file")
+        raise MalformedData(f"image {path} is corrupt or unreadable ({type(exc).__name__}); re-download that file")

@@ -26,9 +26,11 @@ class TinyShift(DatasetAdapter):
         with super().gated(check), data.gated(check):
             yield self
 
-    def check(self) -> list[dict]:
-        return [{"split": "all", "status": "embedded", "count": None, "expected": None,
-                 "note": "rendered in memory from scikit-learn's digits; nothing to download"}]
+    def check(self, deep: bool = False, progress=None) -> list:
+        from bench.datasets.check import Finding
+
+        return [Finding(self.name, ["all splits"], "embedded",
+                        notes=["rendered in memory from scikit-learn's digits; nothing to download"])]
 
     def load_split(self, name: str) -> TensorSplit:
         if name not in data.SPLITS:

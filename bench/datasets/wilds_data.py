@@ -18,7 +18,7 @@ import torch
 from bench.datasets.base import DatasetAdapter
 from bench.datasets.folders import data_root
 from bench.datasets.transforms import FileSplit, clip_transform
-from bench.errors import BenchError
+from bench.errors import BenchError, MalformedData, MissingData
 from bench.protocols.wilds import FMOW, IWILDCAM
 
 SPLITS = {"train": "train", "id_val": "id_val", "id_test": "id_test", "ood_val": "val", "ood_test": "test"}
@@ -70,7 +70,7 @@ class WildsAdapter(DatasetAdapter):
         if self._wilds is None:
             folder = self.folder
             if not (folder / f"RELEASE_v{self.version}.txt").is_file():
-                raise BenchError(f"{self.wilds_name} v{self.version} is not in {folder} (no RELEASE_v{self.version}.txt); "
+                raise MissingData(f"{self.wilds_name} v{self.version} is not in {folder} (no RELEASE_v{self.version}.txt); "
                                  f"run `bench data download {self.name} --data-root {folder.parent}` or `bench data check`")
             import wilds
 
@@ -81,7 +81,7 @@ class WildsAdapter(DatasetAdapter):
                     self._wilds = wilds.get_dataset(dataset=self.wilds_name, version=self.version,
                                                     root_dir=str(folder.parent), download=False)
             except (KeyError, AssertionError, ValueError, TypeError, FileNotFoundError) as exc:
-                raise BenchError(f"{self.wilds_name} metadata in {folder} is malformed ({type(exc).__name__}: "
+                raise MalformedData(f"{self.wilds_name} metadata in {folder} is malformed ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); re-download it")
         return self._wilds
 
@@ -99,7 +99,7 @@ class WildsAdapter(DatasetAdapter):
         ds = self.wilds_dataset()
         idx = self.split_indices(name)
         if len(idx) == 0:
-            raise BenchError(f"{self.name} split {name!r} ({SPLITS[name]}) is empty in {self.folder}; the metadata is incomplete")
+            raise MalformedData(f"{self.name} split {name!r} ({SPLITS[name]}) is empty in {self.folder}; the metadata is incomplete")
         split = FileSplit([self.image_path(int(i)) for i in idx], ds.y_array[idx],
                           clip_transform(self.model_info, train=name == "train"))
         split.metadata = ds.metadata_array[idx]
@@ -113,27 +113,21 @@ class WildsAdapter(DatasetAdapter):
         return {key: float(value) * 100.0 if "count" not in key else float(value) for key, value in results.items()}
 
 
-    expected_sizes: dict[str, int] = {}
     download_size = ""
+    metadata_files: tuple[str, ...] = ()
 
-    def check(self) -> list[dict]:
-        """Per split: status (present / missing / malformed), count, expected count, and what to do."""
-        hint = f"bench data download {self.name} --data-root DIR ({self.download_size})"
-        try:
-            ds = self.wilds_dataset()
-        except BenchError as exc:
-            status = "missing" if "is not in" in str(exc) or "does not exist" in str(exc) or "--data-root" in str(exc) else "malformed"
-            return [{"split": split, "status": status, "count": None, "expected": self.expected_sizes.get(split),
-                     "note": str(exc) if status == "malformed" else hint} for split in SPLITS]
-        rows = []
-        for split in SPLITS:
-            idx = self.split_indices(split)
-            absent = [p for p in (self.image_path(int(i)) for i in idx) if not p.is_file()]
-            rows.append({"split": split, "status": "malformed" if absent or len(idx) == 0 else "present",
-                         "count": len(idx), "expected": self.expected_sizes.get(split),
-                         "note": f"{len(absent)} image files missing, e.g. {absent[0]}" if absent else
-                                 ("no examples" if len(idx) == 0 else "")})
-        return rows
+    def check_files(self) -> list[str]:
+        folder = self.folder
+        releases = sorted(p.name for p in folder.glob("RELEASE_v*.txt")) if folder.is_dir() else []
+        if f"RELEASE_v{self.version}.txt" not in releases:
+            found = f"found {', '.join(releases)}" if releases else "no release file found"
+            raise MissingData(f"{self.wilds_name} v{self.version} is not in {folder} ({found}); run "
+                              f"`bench data download {self.name} --data-root {folder.parent}` ({self.download_size})")
+        for name in self.metadata_files:
+            if not (folder / name).is_file():
+                raise MissingData(f"{folder / name} is missing; it comes with the release: re-download {self.name}")
+        self.wilds_dataset()  # parses the metadata
+        return [f"found WILDS {self.wilds_name} v{self.version} ({', '.join(releases)})"]
 
 
 def english_names() -> dict[int, tuple[int, str]]:
@@ -151,6 +145,7 @@ class IWildCam(WildsAdapter):
     protocol = IWILDCAM
     expected_sizes = {"train": 129809, "id_val": 7314, "id_test": 8154, "ood_val": 14961, "ood_test": 42791}
     download_size = "11 GB download, 25 GB on disk"
+    metadata_files = ("metadata.csv", "categories.csv")
 
     classname_source = ("lower-cased English common names by category_id (bench/datasets/tables/"
                         "iwildcam_english_names.json), as the official WiSE-FT and FLYP code; not categories.csv's Latin")
@@ -163,20 +158,20 @@ class IWildCam(WildsAdapter):
 
         path = self.folder / "categories.csv"
         if not path.is_file():
-            raise BenchError(f"{path} is missing: iWildCam's class list comes from it; re-download the dataset")
+            raise MissingData(f"{path} is missing: iWildCam's class list comes from it; re-download the dataset")
         table = pd.read_csv(path)
         if not {"y", "category_id"} <= set(table.columns):
-            raise BenchError(f"{path} lacks the columns y and category_id; re-download the dataset")
+            raise MalformedData(f"{path} lacks the columns y and category_id; re-download the dataset")
         release = dict(zip(table["y"].astype(int), table["category_id"].astype(int)))
         english = english_names()
         n = int(self.wilds_dataset().n_classes)
         missing = [y for y in range(n) if y not in release]
         if missing:
-            raise BenchError(f"{path} has no row for classes {missing[:5]}; re-download the dataset")
+            raise MalformedData(f"{path} has no row for classes {missing[:5]}; re-download the dataset")
         wrong = [y for y in range(n) if english.get(y, (None,))[0] != release[y]]
         if wrong:
             y = wrong[0]
-            raise BenchError(f"{path} maps class {y} to category_id {release[y]}, but iWildCam v2.0 has "
+            raise MalformedData(f"{path} maps class {y} to category_id {release[y]}, but iWildCam v2.0 has "
                              f"{english.get(y, ('none',))[0]}; this is not the v2.0 release: re-download it")
         return tuple(english[y][1].lower() for y in range(n))
 
@@ -191,6 +186,7 @@ class FMoW(WildsAdapter):
     protocol = FMOW
     expected_sizes = {"train": 76863, "id_val": 11483, "id_test": 11327, "ood_val": 19915, "ood_test": 22108}
     download_size = "about 50 GB"
+    metadata_files = ("rgb_metadata.csv", "country_code_mapping.csv")
     classname_source = "WILDS' FMoW category names with '_' as spaces (FLYP's captions keep the '_': a documented deviation)"
 
     @property

@@ -56,7 +56,12 @@ def plan(request: RunRequest, method_cls: type, dataset_cls: type) -> Plan:
             raise BenchError(f"protocol {base.id} has no reduced budget; use --set steps=N for a quick run")
         proto_over = {**dict(base.reduced), **proto_over}
     protocol = base.with_overrides(proto_over)
+    if request.hparams_seed < 0:
+        raise BenchError(f"--hparams-seed {request.hparams_seed} is negative; use 0 (defaults) or a positive seed")
     hparams = resolve_hparams(method_cls, protocol, hp_over, request.hparams_seed)
+    method_cls.check_hparams(hparams)
+    if request.workers is not None and not 0 <= request.workers <= 256:
+        raise BenchError(f"--workers {request.workers} is out of range; use 0 (load in the main process) to 256")
     model = request.model or protocol.model
     pretrained = request.pretrained if request.pretrained is not None else (
         protocol.pretrained if model == protocol.model else None)

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from bench import __version__
+from bench.datasets.check import failures
 from bench.engine.access import DataGuard, ProtocolViolation
 from bench.engine.context import EngineContext, prompt_templates
 from bench.engine.evaluation import evaluate
 from bench.engine.planning import Plan, RunRequest, plan
-from bench.engine.trainer import fine_tune
+from bench.engine.trainer import Diverged, fine_tune
 from bench.engine.view import MethodView
 from bench.envinfo import environment
 from bench.errors import BenchError
@@ -57,22 +58,36 @@ def summarize(metrics: dict, protocol) -> dict:
 
 
 def build_engine(p: Plan, request: RunRequest, cache_dir) -> EngineContext:
-    """Load the model and the dataset of a planned run (nothing is read from any split yet)."""
+    """Check the data, then load the model, of a planned run: every failure before anything is written."""
+    from bench.datasets.base import PROVISIONAL_MODEL
     from bench.models import load_clip, open_clip_module
 
     device = resolve_device(request.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seed_everything(request.seed)
+    # The data first (a missing dataset is named as such, before any weights are looked for): lists and files only,
+    # no pixels, so the preprocessing can be a provisional one until the model is known.
+    dataset = p.dataset_cls(PROVISIONAL_MODEL, request.data_root)
+    problems = failures(dataset.check())  # the fast data check: every file the run will read
+    if problems:
+        first = problems[0]
+        raise BenchError(f"{request.dataset} {first.split}: {first.status}: {first.notes[0]}"
+                         + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
+                         + f"; `bench data check {request.dataset}` lists them")
+    if not dataset.classnames:
+        raise BenchError(f"{request.dataset} has no classes; run `bench data check {request.dataset}`")
     arch, tag = p.config["model"]["arch"], p.config["model"]["pretrained"]
     clip, info = load_clip(arch, tag)
     tokenizer = open_clip_module().get_tokenizer(arch)
-    dataset = p.dataset_cls(info, request.data_root)
-    if not dataset.classnames:  # reads the class list: a missing or malformed dataset fails before any folder is made
-        raise BenchError(f"{request.dataset} has no classes; run `bench data check {request.dataset}`")
+    dataset.use_model(info)
     protocol = p.protocol
     if protocol.budget_rule == "official":  # the method's official length (part of the hash via budget_rule)
         protocol = replace(protocol, steps=p.method_cls.official_steps(protocol, prompt_templates(dataset, protocol.prompts)))
+    train_size = len(dataset.split(protocol.train_split))
+    if p.method_cls.trains and protocol.steps > 0 and train_size < protocol.batch_size:
+        raise BenchError(f"the training split has {train_size} examples, fewer than batch_size={protocol.batch_size}; "
+                         "lower it with --set batch_size=N")
     guard = DataGuard(protocol, p.method_cls.requires)
     workers = request.workers if request.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
     return EngineContext(protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
@@ -123,17 +138,47 @@ def execute(request: RunRequest, method_cls: type, dataset_cls: type, reporter=N
         return store.load_record(final), "skipped"
 
     started = time.perf_counter()
-    engine = build_engine(p, request, store.root / ".cache")
+    engine = build_engine(p, request, store.root / ".cache")  # weights, data check, budget: before any write
     method = build_method(p, engine, getattr(reporter, "trial", None))
-    folder = store.begin(p.config, request.force)  # only once the inputs are known to be good
+    if request.search_only:  # extra search workers share the study; they never write the run's result
+        return _execute(p, request, store, engine, method, started, reporter, stop_after)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with store.lock_for(final):  # one run of a configuration at a time; a second command waits, then skips
+        store.recover(final)
+        if store.is_done(final) and not request.force:
+            return store.load_record(final), "skipped"
+        return _execute(p, request, store, engine, method, started, reporter, stop_after)
+
+
+def _execute(p: Plan, request: RunRequest, store: RunStore, engine, method, started, reporter, stop_after):
     with engine.dataset.gated(engine.guard.check):
-        record, status, files = _run(p, request, engine, method, folder, started, reporter, stop_after)
+        # A method without a search builds its model before anything is written: a plugin that fails there
+        # leaves no folder behind. A searching method builds after its search (AutoFT's model needs its result).
+        model = None if p.method_cls.has_search() else _build(method)
+        folder = store.begin(p.config, request.force)  # only once the inputs are known to be good
+        try:
+            record, status, files = _run(p, request, engine, method, folder, started, reporter, stop_after, model)
+        except KeyboardInterrupt:
+            raise  # interrupted on purpose: the checkpoint is there to resume from
+        except BaseException as exc:
+            store.discard(folder, unconditionally=isinstance(exc, Diverged))  # nothing to resume: no orphan folder
+            raise
     if status == "done":
         store.finish(folder, record, files)
     return record, status
 
 
-def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after):
+def _build(method):
+    try:
+        return method.build()
+    except BenchError:
+        raise
+    except Exception as exc:  # plugin code: its failure is the user's to fix, in one line
+        line = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise BenchError(f"method {method.name} failed to build its model: {type(exc).__name__}: {line}")
+
+
+def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after, model=None):
     protocol, device = engine.protocol, engine.device  # the engine's: steps as the budget rule resolved them
     timing = {}
     t0 = time.perf_counter()
@@ -146,10 +191,10 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
     if request.search_only:
         _refuse_if_violated(engine)
         return {"method": p.config["method"], "search": search_info, "search_s": timing["search_s"]}, "searched", {}
-    t0 = time.perf_counter()
-    model = method.build()
+    if model is None:
+        model = _build(method)
     theta0 = clone_state(model)
-    timing["setup_s"] = time.perf_counter() - t0 + (t0 - started) - timing["search_s"]
+    timing["setup_s"] = time.perf_counter() - started - timing["search_s"]
     if method.trains and protocol.steps > 0:
         trained = fine_tune(method, model, engine, folder.checkpoint, reporter, stop_after)
         selection = {"rule": "id_val", "split": protocol.id_val_split, "metric": protocol.metric,

@@ -24,6 +24,10 @@ def cosine_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class Diverged(BenchError):
+    """The loss stopped being finite: the same configuration would diverge again, so its folder is not kept."""
+
+
 class NullReporter:
     def start(self, total: int, done: int) -> None: ...
     def step(self, step: int, loss: float) -> None: ...
@@ -92,7 +96,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         loss = training_step(model, method.loss, optimizer, images, labels, ctx.device, ctx.autocast_dtype,
                              p.grad_clip if method.clip_gradients else None)
         if not torch.isfinite(loss):
-            raise BenchError(f"the loss became {loss.item()} at step {step}; lower the learning rate (--set lr=...)")
+            raise Diverged(f"the loss became {loss.item()} at step {step}; lower the learning rate (--set lr=...)")
         result.images += len(labels)
         running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
         reporter.step(step + 1, running)

@@ -63,6 +63,7 @@ def collect(runs: Path) -> Leaderboard:
     from bench.methods import BUILTIN_METHODS
 
     store = RunStore(runs)
+    store.recover_all()  # an interrupted --force redo is finished or undone first, never shown as "0 runs"
     records, problems = store.scan()
     unfinished = _unfinished(store)
     sections = build_sections(records, known_protocols(), unfinished, BUILTIN_METHODS, describe_selection)

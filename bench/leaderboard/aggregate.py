@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bench.config import canonical_json
+from bench.leaderboard.reported import reported_for
 from bench.leaderboard.robustness import baseline_points, effective_robustness, fit_line
 
 WE_VARIANT = "alpha=0.5"
@@ -99,6 +100,7 @@ class Section:
     baseline_points: int = 0
     timing: list[TimingEntry] = field(default_factory=list)
     seeds_wanted: int | None = None
+    reported: list = field(default_factory=list)  # bench.leaderboard.reported.Reported rows of this section
 
 
 def views(record: dict) -> list[dict]:
@@ -147,6 +149,7 @@ def build_sections(records: list[dict], protocols: dict, unfinished: list[dict] 
         section.timing = _timing(rows)
         if official:
             section.missing = _missing(rows, expected, unfinished, dataset, pid, arch)
+            section.reported = reported_for(pid, arch, pretrained)
         sections.append(section)
     return sections
 

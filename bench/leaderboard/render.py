@@ -52,21 +52,21 @@ def er_explanation(section: Section) -> str:
 
 
 def reported_table(section: Section) -> list[str]:
-    from bench.leaderboard.reported import reported_for
-
-    if section.dataset == "tinyshift":
+    if section.dataset == "tinyshift" or not section.official:
         return []
-    rows = reported_for(section.protocol)
-    if not rows:
-        return ["Reported by the papers: no row yet; only numbers verified against the papers are shown "
-                "(see bench/leaderboard/reported.py).", ""]
+    if not section.reported:
+        return ["Reported by the official repositories: no row for this model; only values read in an official "
+                "repository file are shown (bench/leaderboard/reported.py).", ""]
     m = section.metric
-    headers = ["reported (not measured here)", "model", f"ID {section.id_split} {m}",
-               *[f"{s} {m}" for s in section.ood_splits], "source"]
-    body = [[f"reported: {r.method}", r.model, f"{r.id_metric:.1f}",
-             *[f"{dict(r.ood_metrics)[s]:.1f}" if s in dict(r.ood_metrics) else "–" for s in section.ood_splits],
-             r.source] for r in rows]
-    return ["Reported by the papers (their code, data copies and budgets; not comparable run for run):", "",
+    headers = ["reported (not measured here)", f"ID {section.id_split} {m}", *[f"{s} {m}" for s in section.ood_splits],
+               "source", "note"]
+    body = []
+    for r in section.reported:
+        ood = dict(r.ood_metrics)
+        body.append([f"reported: {r.method}", "–" if r.id_metric is None else f"{r.id_metric:.2f}",
+                     *[f"{ood[s]:.2f}" if s in ood else "–" for s in section.ood_splits], r.source, r.note])
+    return ["Reported by the official repositories (their code, data copies and budgets; not comparable run for run; "
+            "never part of our means; \"–\": not reported under this metric):", "",
             tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
 
 

@@ -14,6 +14,14 @@ The official code's defects (reference 8.5) are explicit choices here:
    they were anchored to the live weights, hence identically zero);
 4. the CE weight is exactly 1 in trials and in the final run (officially a sampled value leaked into best_params);
 5. the inner loop keeps one model and one batch stream per trial: no deep copies, no loader re-creation per step.
+
+Official settings per dataset (autoft/scripts/*.sh): base lr 1e-5 everywhere; ImageNet 100 inner steps and no
+gradient clipping; iWildCam and FMoW 10 inner steps and clipping at 1.0 (--clip_gradient). Other deviations, on
+purpose: the final run has the protocol's length for every method (protocol setting budget_rule=equal; `official`
+trains len(templates) x longer, the official caption loader's epoch) and its warm-up; the FLYP term's captions use
+the dataset's class names as FLYP and the heads do (the released iWildCam caption CSV is built from the Latin names);
+the OOD-val subset is one fixed draw per size (officially redrawn per run); ties go to the earliest trial
+(officially the latest).
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import HParam, Option, seed_hash, short_value
+from bench.config import POSITIVE, HParam, Option, Range, seed_hash, short_value
 from bench.methods import register_method
 from bench.methods.autoft_losses import LOSS_NAMES, learned_loss
 from bench.methods.base import ALPHA_GRID, Method
@@ -102,10 +110,12 @@ class AutoFT(Method):
     )
     ensemble_alphas = ALPHA_GRID
     hparams = {
-        "trials": HParam(30, "outer-loop trials (official: 500)"),
+        "trials": HParam(30, "outer-loop trials (official: 500)", valid=Range(1, 100_000)),
         "inner_steps": HParam(lambda p: _official(p, "inner_steps", 10),
-                              "AdamW steps per trial (official scripts: 10 on WILDS, 100 on ImageNet)"),
-        "base_lr": HParam(lambda p: _official(p, "base_lr", p.lr), "centre of the lr search range [1e-2, 1e2] x base_lr"),
+                              "AdamW steps per trial (official scripts: 10 on WILDS, 100 on ImageNet)",
+                              valid=Range(1, 1_000_000)),
+        "base_lr": HParam(lambda p: _official(p, "base_lr", p.lr), "centre of the lr search range [1e-2, 1e2] x base_lr",
+                          valid=POSITIVE),
     }
 
     @classmethod
@@ -176,12 +186,13 @@ class AutoFT(Method):
         storage_option = ctx.options.get("storage")
         storage = S.make_storage(storage_option, workdir)
         study_name = f"autoft-{run_id}"
-        probe = S.open_study(study_name, storage, 0)
-        existing, running = len(S.completed(probe)), S.running_count(probe)
-        # Reproducible for one worker; a worker joining a busy study draws a different stream.
-        study = S.open_study(study_name, storage, seed_hash("autoft-sampler", ctx.seed, existing, running))
+        study = S.open_study(study_name, storage, 0)
+        existing = len(S.completed(study))
+        # The sampler is re-seeded per trial from (run seed, completed trials, running trials): one worker's
+        # sequence does not depend on interruptions; concurrent workers draw different trials.
         ran = S.run_trials(study, objective, int(hp["trials"]), workdir / "search.lock", workdir / "trials",
-                           ctx.report_trial)
+                           ctx.report_trial, lambda complete, running: seed_hash("autoft-sampler", ctx.seed, complete,
+                                                                                   running))
         S.wait_for_other_workers(study)
         summary = S.study_summary(study)
         if summary["best_params"] is None:

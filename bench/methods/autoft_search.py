@@ -33,9 +33,25 @@ def make_storage(url: str | None, folder: Path):
         return url
     path = Path(url) if url else folder / "search.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_journal(path)
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+def check_journal(path: Path) -> None:
+    """A journal must parse line by line before anything is appended to it (a truncated last line, e.g. after a
+    crash mid-write or a full disk, would otherwise be extended into a journal no worker can read)."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                json.loads(line)
+            except ValueError:
+                raise BenchError(f"the AutoFT search journal {path} is damaged at line {number} (a truncated or "
+                                 "corrupt entry); delete that line (trials up to it are kept) or the file to start "
+                                 "the search over") from None
 
 
 def validate_storage(url: str) -> None:
@@ -60,7 +76,8 @@ def open_study(name: str, storage, sampler_seed: int):
         return optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize",
                                    load_if_exists=True)
     except Exception as exc:  # bad URLs, unreachable servers, unreadable journals
-        raise BenchError(f"cannot open the AutoFT study {name!r} in storage {storage!r}: {str(exc).splitlines()[0][:160]}")
+        where = storage if isinstance(storage, str) else "its journal file"
+        raise BenchError(f"cannot open the AutoFT study {name!r} in {where}: {str(exc).splitlines()[0][:160]}")
 
 
 def file_lock(path: Path):
@@ -93,16 +110,24 @@ def fail_stale_trials(study) -> int:
     return len(stale)
 
 
-def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, reporter=None) -> int:
-    """Work on the study until `total` trials are complete or claimed; returns how many this worker ran."""
+def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, reporter=None, sampler_seed=None) -> int:
+    """Work on the study until `total` trials are complete or claimed; returns how many this worker ran.
+
+    `sampler_seed(complete, running)` seeds a fresh TPE sampler for each new trial: TPE keeps no state besides its
+    random stream (the history is in the storage), so the trial drawn after k completed ones is the same whether
+    the search ran through or was killed and resumed (a killed trial is failed and drawn again)."""
     optuna = _optuna()
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
     ran = 0
     while True:
         with file_lock(lock):
             fail_stale_trials(study)
-            if len(study.get_trials(deepcopy=False, states=states)) >= total:
+            complete = len(study.get_trials(deepcopy=False, states=(COMPLETE,)))
+            running = len(study.get_trials(deepcopy=False, states=(RUNNING,)))
+            if complete + running >= total:
                 break
+            if sampler_seed is not None:
+                study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(complete, running))
             trial = study.ask()
             trial.set_user_attr("worker", WORKER)
         start = time.perf_counter()

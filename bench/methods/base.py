@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.config import HParam, Option
+from bench.config import NON_NEGATIVE, POSITIVE, HParam, Option
 from bench.models.classifier import ImageClassifier
 
 ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(11))
@@ -21,8 +21,9 @@ class Method:
     name: str = ""  # set by the registry
     description: str = ""
     hparams: dict[str, HParam] = {
-        "lr": HParam(lambda p: p.lr, "AdamW learning rate", ("log", 1e-5, 1e-2)),
-        "weight_decay": HParam(lambda p: p.weight_decay, "AdamW decoupled weight decay", ("uniform", 0.0, 0.3)),
+        "lr": HParam(lambda p: p.lr, "AdamW learning rate", ("log", 1e-5, 1e-2), POSITIVE),
+        "weight_decay": HParam(lambda p: p.weight_decay, "AdamW decoupled weight decay", ("uniform", 0.0, 0.3),
+                               NON_NEGATIVE),
     }
     requires: frozenset[str] = frozenset()  # extra data roles the protocol must grant, e.g. {"ood_val"}
     trains: bool = True  # False: no gradient fine-tuning stage (zero-shot, LP)
@@ -42,6 +43,10 @@ class Method:
     @classmethod
     def has_search(cls) -> bool:
         return cls.search is not Method.search
+
+    @classmethod
+    def check_hparams(cls, hp: dict) -> None:
+        """Checks across hyperparameters (each one's own range is its HParam's `valid`); raise BenchError."""
 
     @classmethod
     def check_options(cls, options: dict) -> None:

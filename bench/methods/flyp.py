@@ -7,6 +7,10 @@ class count as negatives, as in the official training path. Image tower, text to
 with AdamW (weight decay on all of them); like the official code there is no gradient clipping. For evaluation the
 zero-shot head is rebuilt from the fine-tuned text tower with the dataset's templates. "+WE" interpolates both
 towers (and the temperature) between the zero-shot and fine-tuned model.
+
+Official settings per dataset: lr 1e-5 on ImageNet (README: --lr=1e-5, wd 0.1, batch 512, warm-up 500; the
+protocol's FT lr there is 3e-5) and on WILDS (the protocol's own). Deviation: captions use the dataset's class names
+as the heads do; for FMoW these have spaces, while 14 of FLYP's 16 FMoW templates officially keep WILDS' `_`.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import HParam, seed_hash
+from bench.config import POSITIVE, HParam, seed_hash
 from bench.methods import register_method
 from bench.methods.base import ALPHA_GRID, Method
 
@@ -89,7 +93,7 @@ class FLYP(Method):
     hparams = {
         # FLYP's README trains ImageNet at --lr=1e-5 (wd 0.1, batch 512, warm-up 500), below the protocol's FT lr
         # 3e-5; on WILDS its 1e-5 is the protocol's own.
-        "lr": HParam(lambda p: OFFICIAL_LR.get(p.dataset, p.lr), "AdamW learning rate", ("log", 1e-5, 1e-2)),
+        "lr": HParam(lambda p: OFFICIAL_LR.get(p.dataset, p.lr), "AdamW learning rate", ("log", 1e-5, 1e-2), POSITIVE),
         "weight_decay": Method.hparams["weight_decay"],
     }
 

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from bench.config import HParam
+from bench.config import FRACTION, POSITIVE, HParam
 from bench.methods import register_method
 from bench.methods.base import ALPHA_GRID, Method
 
@@ -118,8 +118,9 @@ class FTP(Method):
     clip_gradients = False  # the official FTP training code does not clip
     hparams = {
         "lr": Method.hparams["lr"],
-        "k": HParam(1.0, "gradient annealing of positive radius hyper-gradients (1 = strongest)", ("uniform", 0.0, 1.0)),
-        "mu": HParam(1e-2, "Adam step size of the radii"),
+        "k": HParam(1.0, "gradient annealing of positive radius hyper-gradients (1 = strongest)", ("uniform", 0.0, 1.0),
+                    FRACTION),
+        "mu": HParam(1e-2, "Adam step size of the radii", valid=POSITIVE),
     }
 
     def optimizer(self, model):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.config import HParam
+from bench.config import NON_NEGATIVE, HParam
 from bench.methods import register_method
 from bench.methods.base import Method
 
@@ -23,8 +23,8 @@ class L2SP(Method):
     description = "L2-SP: cross-entropy + alpha/2 ||w - w0||^2 on the image tower + beta/2 ||head||^2"
     hparams = {
         "lr": Method.hparams["lr"],
-        "alpha": HParam(0.1, "pull of the image tower toward its pretrained weights", ("log", 1e-3, 1.0)),
-        "beta": HParam(0.01, "L2 decay of the head", ("log", 1e-4, 1e-1)),
+        "alpha": HParam(0.1, "pull of the image tower toward its pretrained weights", ("log", 1e-3, 1.0), NON_NEGATIVE),
+        "beta": HParam(0.01, "L2 decay of the head", ("log", 1e-4, 1e-1), NON_NEGATIVE),
     }
 
     def build(self):

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import torch
 
-from bench.config import HParam, short_value
+from bench.config import POSITIVE, HParam, Range, short_value
 from bench.methods import register_method
 from bench.methods.base import Method
 from bench.models.classifier import linear_head
@@ -53,11 +53,19 @@ class ProbeMixin:
     """Shared by LP and LP-FT: replace the head by a logistic-regression probe fitted on frozen features."""
 
     probe_hparams = {
-        "c_min": HParam(1e-7, "smallest inverse regularisation C in the sweep"),
-        "c_max": HParam(1e2, "largest C in the sweep"),
-        "c_steps": HParam(100, "number of log-spaced C values"),
-        "lp_max_iter": HParam(200, "L-BFGS iterations per C (warm-started)"),
+        "c_min": HParam(1e-7, "smallest inverse regularisation C in the sweep", valid=POSITIVE),
+        "c_max": HParam(1e2, "largest C in the sweep", valid=POSITIVE),
+        "c_steps": HParam(100, "number of log-spaced C values", valid=Range(1, 10_000)),
+        "lp_max_iter": HParam(200, "L-BFGS iterations per C (warm-started)", valid=Range(1, 100_000)),
     }
+
+    @classmethod
+    def check_hparams(cls, hp: dict) -> None:
+        if hp["c_max"] < hp["c_min"]:
+            from bench.errors import BenchError
+
+            raise BenchError(f"--set c_max={hp['c_max']:g} is below c_min={hp['c_min']:g}; the C sweep runs from c_min "
+                             "up to c_max")
 
     def fit_probe(self, model):
         hp = self.hp

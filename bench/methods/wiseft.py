@@ -1,6 +1,8 @@
 """WiSE-FT: fine-tune as FT, then interpolate every tensor (head included) between the zero-shot and the
 fine-tuned model, theta_a = (1 - a) theta_0 + a theta_ft, for a in {0, 0.1, ..., 1}, all from one run.
-The reported row is a = 0.5, the paper's fixed choice, which needs no OOD data (a is never chosen on OOD test)."""
+The reported row is a = 0.5, the paper's fixed choice, which needs no OOD data (a is never chosen on OOD test).
+Deviation: theta_ft is the best ID-val checkpoint (the protocol's selection, as for every method); the official
+code interpolates with the last epoch's weights."""
 from bench.methods import register_method
 from bench.methods.base import ALPHA_GRID
 from bench.methods.ft import FineTune

@@ -9,6 +9,8 @@ import hashlib
 import logging
 import os
 import socket
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,8 +130,9 @@ def load_clip(arch: str, pretrained: str | None) -> tuple[torch.nn.Module, Model
             raise BenchError(f"weights file {path} does not exist; pass an existing file or a tag from `bench list models`")
         try:
             model = oc.create_model(arch, pretrained=str(path))
-        except Exception as exc:  # open_clip raises many types for bad files
-            raise BenchError(f"could not load weights {path} into {arch}: {str(exc).splitlines()[0][:200]}")
+        except Exception as exc:  # open_clip raises many types for bad files; their texts end in codes and reprs
+            raise BenchError(f"could not load weights {path} into {arch} ({type(exc).__name__}): it is not a "
+                             f"checkpoint of that architecture; pass a .pt/.bin/.safetensors file saved for {arch}")
         sha = sha256_file(path)
     elif pretrained:
         tags = list_tags(arch)
@@ -152,19 +155,35 @@ def load_clip(arch: str, pretrained: str | None) -> tuple[torch.nn.Module, Model
     return model.float().eval(), info
 
 
-def _load_hub(oc, arch: str, tag: str) -> torch.nn.Module:
-    # First try the local cache only, so that an offline machine answers at once instead of retrying for ~46 s.
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
+@contextmanager
+def _hub_offline():
+    """Local files only, quietly. huggingface_hub reads HF_HUB_OFFLINE once, when it is imported (open_clip imports
+    it), so setting the variable later changes nothing: its module constant is switched too."""
+    import huggingface_hub.constants as hub
+
+    previous_env, previous = os.environ.get("HF_HUB_OFFLINE"), hub.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], hub.HF_HUB_OFFLINE = "1", True
+    logging.disable(logging.CRITICAL)  # no "ERROR:root:" lines from a cache miss
     try:
-        return oc.create_model(arch, pretrained=tag)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        hub.HF_HUB_OFFLINE = previous
+        if previous_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous_env
+
+
+def _load_hub(oc, arch: str, tag: str) -> torch.nn.Module:
+    # First the local cache only, so that an offline machine answers at once instead of retrying for ~50 s.
+    try:
+        with _hub_offline():
+            return oc.create_model(arch, pretrained=tag)
     except Exception:
         pass
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE")
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
     if not _hub_reachable():
         raise BenchError(
             f"weights {arch}/{tag} are not in the local cache and the model hub cannot be reached; "

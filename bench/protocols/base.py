@@ -16,6 +16,17 @@ OVERRIDABLE = ("steps", "batch_size", "eval_every", "warmup", "grad_clip", "eval
 BUDGET_RULES = ("equal", "official")
 
 
+def _ranges() -> dict:
+    from bench.config import Range
+
+    return {"steps": Range(0, 10_000_000), "batch_size": Range(1, 1_000_000), "eval_every": Range(1),
+            "warmup": Range(0), "grad_clip": Range(0), "eval_batch_size": Range(1, 1_000_000),
+            "ood_val_size": Range(1)}
+
+
+SETTING_RANGES = _ranges()  # valid values of the overridable numbers (grad_clip 0 = no clipping)
+
+
 @dataclass(frozen=True)
 class Protocol:
     name: str
@@ -75,8 +86,11 @@ class Protocol:
             values[key] = coerce(key, value, getattr(self, key))
             if key == "budget_rule" and values[key] not in BUDGET_RULES:
                 raise BenchError(f"--set budget_rule={value} is unknown; use one of {', '.join(BUDGET_RULES)}")
-            if key in ("steps", "batch_size", "eval_every", "eval_batch_size", "ood_val_size") and values[key] < (0 if key == "steps" else 1):
-                raise BenchError(f"--set {key}={value} is out of range; it must be {'>= 0' if key == 'steps' else '>= 1'}")
+            if key in SETTING_RANGES:
+                try:
+                    SETTING_RANGES[key].check(key, values[key])
+                except BenchError as exc:
+                    raise BenchError(f"--set {exc} (protocol {self.id} uses {getattr(self, key)})")
         return replace(self, **values)
 
     def as_dict(self) -> dict:
