@@ -15,26 +15,35 @@ from bench.engine.step import training_step
 from bench.runner import RunRequest, plan
 
 
-def training_step_fn(method_name: str, dataset: str = "tinyshift", settings: list[str] | None = None):
-    """A zero-argument function that runs one more training step each call. A searching method is put in the
-    state its search would leave (its `search_stand_in`), so the step times its final objective."""
-    request = RunRequest(method=method_name, dataset=dataset, out=Path(tempfile.mkdtemp()), settings=settings or [])
+def training_step_fn(method_name: str, dataset: str = "tinyshift", settings: list[str] | None = None,
+                     model: str | None = None, pretrained: str | None = None, device: str | None = None,
+                     fixed_batch: bool = False, sync: bool = True):
+    """A zero-argument function that runs one more training step each call (returning the loss tensor). A
+    searching method is put in the state its search would leave (its `search_stand_in`), so the step times its
+    final objective. `fixed_batch` re-uses one batch already on the device: the step's compute alone, without the
+    input pipeline. `model`/`pretrained` pick another model (pretrained None: random weights)."""
+    request = RunRequest(method=method_name, dataset=dataset, out=Path(tempfile.mkdtemp()), settings=settings or [],
+                         model=model, pretrained=pretrained, device=device)
     p = plan(request)
     engine = build_engine(p, request, None)
     method = build_method(p, engine)
     method.search_stand_in()
-    model = method.build()
-    optimizer = method.optimizer(model)
+    net = method.build()
+    optimizer = method.optimizer(net)
     batches = train_batches(engine.read(p.protocol.train_split), p.protocol.batch_size, 0, 0, engine.device)
+    if fixed_batch:
+        first = next(batches)
+        batches = iter(lambda: first, None)
     clip = p.protocol.grad_clip if method.clip_gradients else None
-    model.train()
+    net.train()
     counter = iter(range(10**9))
 
     def step():
         images, labels = next(batches)
         method.step = next(counter)
-        training_step(model, method.loss, optimizer, images, labels, engine.device, engine.autocast_dtype, clip)
-        if engine.device.type == "cuda":
+        loss = training_step(net, method.loss, optimizer, images, labels, engine.device, engine.autocast_dtype, clip)
+        if sync and engine.device.type == "cuda":
             torch.cuda.synchronize()
+        return loss
 
     return step

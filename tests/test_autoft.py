@@ -196,3 +196,25 @@ def test_budget_rule_official_lengthens_only_autoft_and_is_unofficial(tmp_path):
     assert "budget_rule" not in equal["config"]["budget"]  # the default keeps older runs' hashes
     ft = plan(RunRequest(method="ft", out=tmp_path, settings=["budget_rule=official"]))
     assert ft.protocol.steps == 500  # methods without an official length train the protocol's steps
+
+
+def test_kill_9_of_one_of_two_search_workers_loses_and_repeats_no_trial(tmp_path):
+    store = tmp_path / "runs"
+    victim, other = _worker(store, 6), _worker(store, 6)
+    deadline = time.time() + 240
+    while len(list(store.rglob("trials/trial_*.json"))) < 1:
+        assert victim.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    _, err = other.communicate(timeout=300)
+    assert other.returncode == 0, err
+    rerun = _worker(store, 6)  # the next command fails the dead worker's trial and completes the count
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    study = _study(store)
+    done = S.completed(study)
+    assert len(done) == 6 and len({t.number for t in done}) == 6
+    files = sorted(p.name for p in store.rglob("trials/trial_*.json"))
+    assert files == [f"trial_{t.number:05d}.json" for t in sorted(done, key=lambda t: t.number)]
+    assert not S.running_count(study)

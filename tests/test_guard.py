@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.methods import METHODS, Method
 from bench.protocols.tinyshift import TINYSHIFT
 from bench.store import RunStore
-from conftest import TINY, run_method
+from conftest import run_method
 
 TEST_SPLITS = {TINYSHIFT.id_test_split, *TINYSHIFT.ood_test_splits}
 
@@ -77,16 +77,17 @@ def _open_final_evaluation(self):
 
 
 ROUTES = {
-    "view-dataset": (_split_through_view_dataset, AttributeError, "dataset"),
-    "view-data": (_split_through_view_data, AttributeError, "data"),
+    # a route that does not exist fails the plugin's build, reported as such (BenchError), and nothing is stored
+    "view-dataset": (_split_through_view_dataset, BenchError, "no attribute 'dataset'"),
+    "view-data": (_split_through_view_data, BenchError, "no attribute 'data'"),
     "undeclared-ood-val": (_undeclared_ood_val, ProtocolViolation, "'ood_val' is not granted"),
     "test-role": (_test_split_by_role, ProtocolViolation, "unknown split role 'id_test'"),
     "test-metrics": (_metrics_of_a_test_split, ProtocolViolation, "unknown split role 'neon'"),
     "test-features": (_features_of_a_test_split, ProtocolViolation, "unknown split role 'sketch'"),
-    "cache-folder": (_feature_cache_folder, AttributeError, "cache_dir"),
-    "edit-log": (_edit_the_log, AttributeError, "data"),
+    "cache-folder": (_feature_cache_folder, BenchError, "no attribute 'cache_dir'"),
+    "edit-log": (_edit_the_log, BenchError, "no attribute 'data'"),
     "replace-view-attribute": (_replace_a_view_attribute, ProtocolViolation, "read-only"),
-    "open-final-eval": (_open_final_evaluation, AttributeError, "data"),
+    "open-final-eval": (_open_final_evaluation, BenchError, "no attribute 'data'"),
 }
 
 

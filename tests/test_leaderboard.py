@@ -158,6 +158,26 @@ def test_reported_rows_are_labelled_with_their_source_and_kept_apart(tmp_path):
     assert text.count("| ft ") == 3 * 4  # measured rows stay (results, hyperparameter, timing tables of 4 sections)
 
 
+def test_calibration_is_an_optional_table_and_in_the_exports(tmp_path):
+    records = []
+    for seed, ece in enumerate((4.0, 6.0)):
+        r = fake_record("ft", seed, 70.0, [40.0] * 5)
+        for split in r["metrics"]:
+            r["metrics"][split]["ece"] = ece
+        records.append(r)
+    fill(tmp_path / "runs", records)
+    plain, _ = leaderboard_markdown(tmp_path / "runs")
+    with_ece, _ = leaderboard_markdown(tmp_path / "runs", calibration=True)
+    assert "Calibration" not in plain and "ECE id_test (%)" in with_ece
+    line = next(l for l in with_ece.splitlines() if l.startswith("| ft ") and "5.0 ± 1.4" in l)
+    assert line.count("5.0 ± 1.4") == 6  # ID and the five OOD splits
+    write_leaderboard(tmp_path / "runs", tmp_path / "LB.md", plots=False)
+    rows = json.loads((tmp_path / "leaderboard" / "results.json").read_text())
+    ece = [r for r in rows if r["metric"] == "ece"]
+    assert len(ece) == 6 and {r["column"] for r in ece} == {"id_test", *TINYSHIFT.ood_test_splits}
+    assert all(r["mean"] == 5.0 for r in ece)
+
+
 def test_effective_robustness_by_hand(tmp_path):
     from bench.leaderboard.robustness import logit, sigmoid
 

@@ -75,3 +75,19 @@ def test_linear_probe_pads_classes_absent_from_train():
     w, b, _, _ = fit_linear_probe(tx[keep], ty[keep], tx, ty, 3, [1.0])
     assert torch.count_nonzero(w[1]) == 0 and b[1] == 0
     assert torch.count_nonzero(w[0]) > 0
+
+
+def test_expected_calibration_error_by_hand():
+    """4 examples, 2 classes: two at confidence 0.9 (one right), two at 0.6 (both right). Bins (0.8, 0.867]...:
+    ECE = 0.5 * |0.5 - 0.9| + 0.5 * |1.0 - 0.6| = 0.4, i.e. 40 %."""
+    from bench.datasets.base import classification_metrics, expected_calibration_error
+
+    def logits_for(p):
+        return [math.log(p), math.log(1 - p)]
+
+    logits = torch.tensor([logits_for(0.9), logits_for(0.9), logits_for(0.6), logits_for(0.6)])
+    labels = torch.tensor([0, 1, 0, 0])
+    assert expected_calibration_error(logits, labels) == pytest.approx(40.0, abs=1e-4)
+    assert classification_metrics(logits, labels) == pytest.approx({"acc": 75.0, "ece": 40.0}, abs=1e-4)
+    perfect = torch.tensor([[0.0, -100.0], [-100.0, 0.0]])  # confidence 1, always right
+    assert expected_calibration_error(perfect, torch.tensor([0, 1])) == pytest.approx(0.0, abs=1e-6)

@@ -99,8 +99,27 @@ class DatasetAdapter(ABC):
         return split
 
     def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
-        """Official metrics of one split (or, with its metadata, a subset of it) from its logits."""
-        return {"acc": accuracy(logits, labels)}
+        """Official metrics of one split (or, with its metadata, a subset of it) from its logits, and the ECE."""
+        return classification_metrics(logits, labels)
+
+
+def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE in % (Guo et al. 2017, the standard form): confidence = the largest softmax probability; 15 equal-width
+    bins over (0, 1]; the sum over bins of (share of examples in the bin) x |accuracy - mean confidence|."""
+    probs = logits.float().softmax(dim=1)
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == labels).float()
+    edges = torch.linspace(0.0, 1.0, bins + 1)
+    total = torch.zeros(())
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            total += inside.float().mean() * (correct[inside].mean() - confidence[inside].mean()).abs()
+    return float(total) * 100.0
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    return {"acc": accuracy(logits, labels), "ece": expected_calibration_error(logits, labels)}
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

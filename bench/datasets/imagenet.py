@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from bench.datasets.base import DatasetAdapter, accuracy
+from bench.datasets.base import DatasetAdapter, classification_metrics
 from bench.datasets.folders import class_folders, data_root, holdout, images_in, require_dir, scan
 from bench.datasets.transforms import FileSplit, clip_transform
 from bench.errors import BenchError, MalformedData, MissingData
@@ -170,8 +170,8 @@ class ImageNet(DatasetAdapter):
         if getattr(data, "class_subset", None) is not None:  # ImageNet-R / -A
             subset = torch.tensor(data.class_subset)
             position = {c: i for i, c in enumerate(data.class_subset)}
-            return {"acc": accuracy(logits[:, subset], torch.tensor([position[int(y)] for y in labels]))}
+            return classification_metrics(logits[:, subset], torch.tensor([position[int(y)] for y in labels]))
         if getattr(data, "class_groups", None) is not None:  # ObjectNet
             projected = torch.stack([logits[:, g].max(dim=1).values for g in data.class_groups], dim=1)
-            return {"acc": accuracy(projected, labels)}
-        return {"acc": accuracy(logits, labels)}
+            return classification_metrics(projected, labels)
+        return classification_metrics(logits, labels)

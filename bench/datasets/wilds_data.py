@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench.datasets.base import DatasetAdapter
+from bench.datasets.base import DatasetAdapter, expected_calibration_error
 from bench.datasets.folders import data_root
 from bench.datasets.transforms import FileSplit, clip_transform
 from bench.errors import BenchError, MalformedData, MissingData
@@ -110,7 +110,9 @@ class WildsAdapter(DatasetAdapter):
         with warnings.catch_warnings():  # wilds warns about empty year groups in small splits; harmless
             warnings.simplefilter("ignore", UserWarning)
             results, _ = self.wilds_dataset().eval(logits.argmax(1), labels, metadata)
-        return {key: float(value) * 100.0 if "count" not in key else float(value) for key, value in results.items()}
+        out = {key: float(value) * 100.0 if "count" not in key else float(value) for key, value in results.items()}
+        out["ece"] = expected_calibration_error(logits, labels)
+        return out
 
 
     download_size = ""

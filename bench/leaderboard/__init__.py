@@ -53,9 +53,9 @@ class Leaderboard:
     unfinished: list
     problems: list  # (run folder, reason) of finished runs whose record fails the schema
 
-    def markdown(self, runs: Path, assets: str | None) -> str:
+    def markdown(self, runs: Path, assets: str | None, calibration: bool = False) -> str:
         return render(self.sections, known_protocols(), len(self.records), len(self.unfinished), assets,
-                      load_step_benchmarks(runs), self.problems)
+                      load_step_benchmarks(runs), self.problems, calibration)
 
 
 def collect(runs: Path) -> Leaderboard:
@@ -70,19 +70,19 @@ def collect(runs: Path) -> Leaderboard:
     return Leaderboard(sections, records, unfinished, problems)
 
 
-def leaderboard_markdown(runs: Path, assets: str | None = None) -> tuple[str, int]:
+def leaderboard_markdown(runs: Path, assets: str | None = None, calibration: bool = False) -> tuple[str, int]:
     board = collect(runs)
-    return board.markdown(runs, assets), len(board.records)
+    return board.markdown(runs, assets, calibration), len(board.records)
 
 
-def write_leaderboard(runs: Path, out: Path, plots: bool = True) -> Leaderboard:
+def write_leaderboard(runs: Path, out: Path, plots: bool = True, calibration: bool = False) -> Leaderboard:
     if not Path(runs).is_dir():
         raise BenchError(f"run store {runs} does not exist; run `bench run --method ft` first or pass --runs DIR")
     out = Path(out)
     assets_dir = out.parent / ASSETS
     board = collect(runs)
     sections = board.sections
-    text = board.markdown(runs, ASSETS)
+    text = board.markdown(runs, ASSETS, calibration)
     try:
         assets_dir.mkdir(parents=True, exist_ok=True)
         rows = table_rows(sections)

@@ -13,6 +13,7 @@ from bench.leaderboard.reported import reported_for
 from bench.leaderboard.robustness import baseline_points, effective_robustness, fit_line
 
 WE_VARIANT = "alpha=0.5"
+ECE_PREFIX = "ece:"  # row columns of the expected calibration error per split
 TIMING_KEYS = ("train_s", "search_s", "eval_s", "total_s", "train_images_per_s")
 PHASES = ("setup_s", "search_s", "train_s", "eval_s")
 
@@ -162,6 +163,10 @@ def _row_statistics(row: Row, section: Section, describe) -> None:
     if fit:
         row.columns["effective_robustness"] = Stat(tuple(
             effective_robustness(fit, r["summary"]["id"], r["summary"]["ood_avg"]) for r in row.records))
+    for split in (section.id_split, *section.ood_splits):  # calibration, where the records have it
+        values = tuple(r["metrics"][split]["ece"] for r in row.records if "ece" in r.get("metrics", {}).get(split, {}))
+        if values:
+            row.columns[f"{ECE_PREFIX}{split}"] = Stat(values)
     row.alpha_curve = _alpha_curve(row)
     row.phases = {key: (Stat(tuple(_timings(row.records, key))).mean or 0.0) for key in PHASES}
     if not row.is_we:

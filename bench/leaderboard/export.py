@@ -5,7 +5,7 @@ import csv
 import io
 import json
 
-from bench.leaderboard.aggregate import Section
+from bench.leaderboard.aggregate import ECE_PREFIX, Section
 
 FIELDS = ["dataset", "protocol", "model", "pretrained", "official", "method", "variant", "n", "seeds", "column",
           "metric", "mean", "std"]
@@ -21,7 +21,8 @@ def table_rows(sections: list[Section]) -> list[dict]:
                 mean, std, n = stat.mean, stat.std, stat.n
                 out.append({"dataset": s.dataset, "protocol": s.protocol, "model": s.arch, "pretrained": s.pretrained,
                             "official": s.official, "method": row.label, "variant": row.variant, "n": n,
-                            "seeds": " ".join(map(str, row.seeds())), "column": column, "metric": s.metric,
+                            "seeds": " ".join(map(str, row.seeds())), "column": column.removeprefix(ECE_PREFIX),
+                            "metric": "ece" if column.startswith(ECE_PREFIX) else s.metric,
                             "mean": round(mean, 6), "std": None if std is None else round(std, 6)})
     return out
 

@@ -6,6 +6,7 @@ benchmark evaluates on. Domains are rendering styles: photo is in-distribution, 
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import numpy as np
@@ -74,6 +75,13 @@ def render_split(name: str, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]
     """Images (N, 3, size, size) in [0, 1] and labels (N,) of one benchmark split; deterministic."""
     if _gate is not None:
         _gate(name)
+    images, labels = _rendered(name, size)
+    return images.clone(), labels.clone()  # callers own their copies
+
+
+@functools.lru_cache(maxsize=32)
+def _rendered(name: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rendered once per process (several runs or benchmark steppers in one process share it)."""
     subset, style, seed, copies = SPLITS[name]
     images8, labels = load_digits()
     idx = np.tile(_partition()[subset], copies)
