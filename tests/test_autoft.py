@@ -142,15 +142,20 @@ def test_two_workers_share_one_study_without_lost_or_repeated_trials(tmp_path):
     assert files == [f"trial_{t.number:05d}.json" for t in sorted(done, key=lambda t: t.number)]
 
 
-def test_killed_search_continues_its_trial_count(tmp_path):
-    store = tmp_path / "runs"
-    worker = _worker(store, 5)
+def _kill_after_trials(worker: subprocess.Popen, store: Path, trials: int) -> None:
+    """kill -9 the worker once `trials` trial files exist in the store."""
     deadline = time.time() + 240
-    while len(list(store.rglob("trials/trial_*.json"))) < 2:
+    while len(list(store.rglob("trials/trial_*.json"))) < trials:
         assert worker.poll() is None and time.time() < deadline
         time.sleep(0.05)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
+
+
+def test_killed_search_continues_its_trial_count(tmp_path):
+    store = tmp_path / "runs"
+    worker = _worker(store, 5)
+    _kill_after_trials(worker, store, 2)
     first = {p.name: p.read_text() for p in store.rglob("trials/trial_*.json")}
     assert 2 <= len(first) < 5
     rerun = _worker(store, 5)
@@ -201,12 +206,7 @@ def test_budget_rule_official_lengthens_only_autoft_and_is_unofficial(tmp_path):
 def test_kill_9_of_one_of_two_search_workers_loses_and_repeats_no_trial(tmp_path):
     store = tmp_path / "runs"
     victim, other = _worker(store, 6), _worker(store, 6)
-    deadline = time.time() + 240
-    while len(list(store.rglob("trials/trial_*.json"))) < 1:
-        assert victim.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    _kill_after_trials(victim, store, 1)
     _, err = other.communicate(timeout=300)
     assert other.returncode == 0, err
     rerun = _worker(store, 6)  # the next command fails the dead worker's trial and completes the count

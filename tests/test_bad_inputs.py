@@ -134,12 +134,23 @@ def cases(files: Path) -> list[tuple[list[str], str]]:
         (["leaderboard", "--runs", "/no/such/runs"], "run store /no/such/runs does not exist"),
         (["leaderboard", "--runs", str(files / "afile")], "does not exist"),
         (["run", "--metod", "ft"], "required: --method"),
+        # the first table of bad inputs (tests/test_cli.py before), kept
+        (["run", "--method", "ft", "--dataset", "tinyshfit"], "did you mean tinyshift"),
+        (["run", "--method", "autoft", "--dataset", "iwildcam"], "iwildcam needs its files: pass --data-root DIR"),
+        (["run", "--method", "ft", "--trials", "3"], "unrecognized arguments: --trials 3; see `bench run --method ft --help`"),
+        (["run", "--method", "ft", "--dataset", "imagenet", "--data-root", "/tmp", "--model", "bench-tinyclip",
+          "--pretrained", "tinyshift"], "ImageNet val folder /tmp/imagenet/val is missing"),
+        (["run", "--method", "ft", "--set", "lr"], "malformed --set 'lr'"),
+        (["run", "--method", "ft", "--set", "stepz=3"], "unknown setting 'stepz' for method ft (did you mean steps?)"),
+        (["run", "--method", "ft", "--set", "steps=ten"], "wrong type"),
+        (["run", "--method", "ft", "--data-root", "/no/such/folder"], "data folder /no/such/folder does not exist"),
+        (["run", "--method", "ft", "--plugin", "/no/such/plugin.py"], "is not a Python file"),
         (["run", "--method", "fx"], "unknown method 'fx' (did you mean ft?)"),
     ]
     return out
 
 
-N_CASES = len(HPARAMS) + len(PROTOCOL) + 2 + 48
+N_CASES = len(HPARAMS) + len(PROTOCOL) + 2 + 57
 
 
 def test_there_are_over_a_hundred_distinct_cases(files):

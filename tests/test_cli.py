@@ -27,40 +27,6 @@ def run_cli(capsys, argv):
     return code, out, err
 
 
-BAD = [
-    (["run", "--method", "fx"], "unknown method 'fx' (did you mean ft?)"),
-    (["run", "--method", "ft", "--dataset", "tinyshfit"], "did you mean tinyshift"),
-    (["run", "--method", "autoft", "--dataset", "iwildcam"], "iwildcam needs its files: pass --data-root DIR"),
-    (["run", "--method", "ft", "--trials", "3"], "unrecognized arguments: --trials 3; see `bench run --method ft --help`"),
-    (["run", "--method", "autoft", "--storage", "nosuchdb://x"], "cannot open the AutoFT study storage"),
-    (["run", "--method", "ft", "--storage", "x.journal"], "unrecognized arguments: --storage"),
-    (["run", "--method", "ft", "--dataset", "imagenet", "--data-root", "/tmp", "--model", "bench-tinyclip",
-      "--pretrained", "tinyshift"], "ImageNet val folder /tmp/imagenet/val is missing"),
-    (["run", "--method", "ft", "--model", "ViT-B-61"], "unknown model 'ViT-B-61' (did you mean"),
-    (["run", "--method", "ft", "--model", "bench-tinyclip", "--pretrained", "laion"], "no pretrained tag 'laion'"),
-    (["run", "--method", "ft", "--set", "lr"], "malformed --set 'lr'"),
-    (["run", "--method", "ft", "--set", "stepz=3"], "unknown setting 'stepz' for method ft (did you mean steps?)"),
-    (["run", "--method", "ft", "--set", "steps=ten"], "wrong type"),
-    (["run", "--method", "ft", "--data-root", "/no/such/folder"], "data folder /no/such/folder does not exist"),
-    (["run", "--method", "ft", "--plugin", "/no/such/plugin.py"], "is not a Python file"),
-    (["run", "--method", "ft", "--seed", "-1"], "negative"),
-    (["run", "--metod", "ft"], "required: --method"),
-    (["leaderboard", "--runs", "/no/such/runs"], "run store /no/such/runs does not exist"),
-]
-
-
-@pytest.mark.parametrize("argv,expected", BAD, ids=[" ".join(a[:4]) for a, _ in BAD])
-def test_bad_input_is_one_line_and_loses_nothing(argv, expected, capsys, filled_store):
-    before = snapshot(filled_store)
-    if argv[0] == "run" and "--out" not in argv:
-        argv = argv + ["--out", str(filled_store), "--quiet"]
-    code, _, err = run_cli(capsys, argv)
-    assert code == 2
-    assert expected in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert snapshot(filled_store) == before
-
-
 def test_unwritable_out(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -161,7 +161,8 @@ def _execute(p: Plan, request: RunRequest, store: RunStore, engine, method, star
         except KeyboardInterrupt:
             raise  # interrupted on purpose: the checkpoint is there to resume from
         except BaseException as exc:
-            store.discard(folder, unconditionally=isinstance(exc, Diverged))  # nothing to resume: no orphan folder
+            if not request.search_only:  # an extra search worker never removes the folder it shares
+                store.discard(folder, unconditionally=isinstance(exc, Diverged))  # nothing to resume: no orphan
             raise
     if status == "done":
         store.finish(folder, record, files)
