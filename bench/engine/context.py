@@ -91,9 +91,10 @@ class EngineContext:
         (keyed by the weights, preprocessing and the split's contents), so zero-shot, LP and LP-FT over several
         seeds pay for one feature pass per split. Read through the guard like any other access, and without
         augmentation (the evaluation preprocessing, also for the training split)."""
-        split = self.dataset.unaugmented(self.read(name))
+        split = self.read(name)  # every access goes through the guard, memoised or not
         if name in self._features:
             return self._features[name]
+        split = self.dataset.unaugmented(split)
         file = self._feature_cache_file(name, split)
         if file is not None and file.is_file():
             try:
