@@ -30,7 +30,8 @@ def training_step_fn(method_name: str, dataset: str = "tinyshift", settings: lis
     method.search_stand_in()
     net = method.build()
     optimizer = method.optimizer(net)
-    batches = train_batches(engine.read(p.protocol.train_split), p.protocol.batch_size, 0, 0, engine.device)
+    batches = train_batches(engine.read(p.protocol.train_split), p.protocol.batch_size, method.train_seed(), 0,
+                            engine.device, with_indices=True)
     if fixed_batch:
         first = next(batches)
         batches = iter(lambda: first, None)
@@ -39,7 +40,7 @@ def training_step_fn(method_name: str, dataset: str = "tinyshift", settings: lis
     counter = iter(range(10**9))
 
     def step():
-        images, labels = next(batches)
+        images, labels, method.batch_indices = next(batches)
         method.step = next(counter)
         loss = training_step(net, method.loss, optimizer, images, labels, engine.device, engine.autocast_dtype, clip)
         if sync and engine.device.type == "cuda":

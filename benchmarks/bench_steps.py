@@ -9,7 +9,7 @@ import pytest
 
 from bench.benchmarking import training_step_fn
 
-METHODS = ["ft", "lpft", "l2sp", "wiseft", "ftp", "flyp", "autoft"]
+METHODS = ["ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "ftp", "flyp", "autoft"]
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -5,6 +5,8 @@
 One step = the method's loss, backward, gradient clipping (where the method clips) and optimiser step, on the
 testbed model (bench-tinyclip) at the protocol's batch (64 x 32 px), through the same code the trainer runs.
 AutoFT's final-run step uses the nine-term objective with the released iWildCam weights (all terms active).
+KD is timed twice: with the teacher's outputs looked up (the testbed's inputs are deterministic) and, as
+`kd-teacher`, running the frozen teacher's forward every step (what augmented on-disk datasets do).
 AutoFT search speed: a real `--search-only` search (default 10 inner steps, OOD-val scoring) in a scratch store.
 Writes benchmarks/results/step_cost.json.
 """
@@ -20,9 +22,18 @@ from pathlib import Path
 import torch
 
 from bench.benchmarking import training_step_fn
+from bench.methods import METHODS as REGISTRY
+from bench.methods.kd import KD
 from bench.runner import RunRequest, execute
 
-METHODS = ["ft", "l2sp", "ftp", "flyp", "autoft"]
+METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft"]
+
+
+class KDTeacher(KD):
+    cache_teacher = False  # the teacher's forward pass every step
+
+
+REGISTRY.add("kd-teacher", KDTeacher)
 
 
 def step_times(methods: list[str], steps: int, rounds: int = 5, warmup: int = 10) -> dict[str, float]:

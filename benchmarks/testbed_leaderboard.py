@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-METHODS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "wiseft", "flyp", "ftp", "autoft"]
+METHODS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft"]
 
 
 def main() -> None:

@@ -62,6 +62,13 @@ HPARAMS = [  # (method, setting, expected fragment)
     *[("autoft", f"trials={v}", "trials=") for v in ("0", "-1")],
     *[("autoft", f"inner_steps={v}", "inner_steps=") for v in ("0", "-5")],
     *[("autoft", f"base_lr={v}", "base_lr=") for v in ("0", "NaN")],
+    *[("l1sp", f"lam={v}", "lam=") for v in ("-1", "NaN")], ("l1sp", "beta=-1", "beta="),
+    *[("kd", f"lam={v}", "lam=") for v in ("-0.5", "Infinity")],
+    *[("kd", f"temperature={v}", "temperature=") for v in ("0", "-2")],
+    ("kd", "kind=soft", "not a distillation kind"),
+    *[("lora", f"rank={v}", "rank=") for v in ("0", "2.5", "5000")],
+    *[("lora", f"dropout={v}", "dropout=") for v in ("1", "-0.1")], ("lora", "alpha=0", "alpha="),
+    ("lora", 'targets=["q","w"]', "must name some of"), ("lora", "targets=[]", "must name some of"),
 ]
 PROTOCOL = [  # protocol settings (for ft unless said)
     *[(f"steps={v}", "steps=") for v in ("-1", "100000000")],

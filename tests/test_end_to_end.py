@@ -16,7 +16,7 @@ from conftest import TINY, run_method
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "label_smoothing_plugin.py"
 load_plugin(EXAMPLE_PLUGIN)
-BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "wiseft", "flyp", "ftp", "autoft"]
+BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft"]
 EXTRA = {"autoft": ["trials=2", "inner_steps=2", "ood_val_size=60"],  # a tiny search budget
          "lp": ["c_steps=6"], "lpft": ["c_steps=6"]}  # a short C sweep (standardised features converge slowly)
 SPLITS = {"id_val", "ood_val", "id_test", *TINYSHIFT.ood_test_splits}
@@ -76,7 +76,7 @@ def test_every_method_produces_a_complete_record(method, store):
     check_record(record, method)
     on_disk = RunStore(store).records()
     assert len(on_disk) == 1 and on_disk[0]["run_id"] == record["run_id"]
-    if method in ("wiseft", "flyp", "ftp", "autoft"):  # weight-ensemble variants: the "+WE" rows
+    if method in ("wiseft", "flyp", "ftp", "autoft", "lora"):  # weight-ensemble variants: the "+WE" rows
         assert {f"alpha={a:g}" for a in (0, 0.5, 1)} <= set(record["variants"])
     if METHODS.get(method).trains:
         assert record["timing"]["train_steps"] == 6 and record["selection"]["best_step"] in (3, 6)

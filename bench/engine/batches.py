@@ -35,7 +35,8 @@ class StepSampler(torch.utils.data.Sampler):
 
 
 def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device=None,
-                  num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  num_workers: int = 0, with_indices: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+    """(images, labels) per step; with `with_indices` also the examples' positions in the split (CPU tensor)."""
     n = len(split)
     if n < batch_size:
         from bench.errors import BenchError
@@ -49,15 +50,21 @@ def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device
             if e != epoch:
                 epoch, perm = e, epoch_permutation(n, seed, e)
             idx = perm[pos * batch_size : (pos + 1) * batch_size]
-            yield split.images[idx].to(device), split.labels[idx].to(device)
+            batch = split.images[idx].to(device), split.labels[idx].to(device)
+            yield (*batch, idx) if with_indices else batch
             step += 1
     else:
+        sampler = StepSampler(n, batch_size, seed, start_step)
         loader = torch.utils.data.DataLoader(
-            split, batch_size=batch_size, sampler=StepSampler(n, batch_size, seed, start_step), drop_last=True,
+            split, batch_size=batch_size, sampler=sampler, drop_last=True,
             num_workers=num_workers, pin_memory=device is not None and device.type == "cuda",
             persistent_workers=num_workers > 0)
+        positions = iter(sampler)  # the same deterministic index stream the loader draws from
         for images, labels in loader:
-            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            batch = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if with_indices:
+                batch = (*batch, torch.tensor([next(positions) for _ in range(batch_size)]))
+            yield batch
 
 
 def eval_batches(split, batch_size: int, device=None, num_workers: int = 0):

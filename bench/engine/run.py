@@ -169,14 +169,24 @@ def _execute(p: Plan, request: RunRequest, store: RunStore, engine, method, star
     return record, status
 
 
-def _build(method):
+def _plugin_call(method, what: str, fn, *args):
+    """Run method code that builds a model; its failure is the user's to fix, in one line."""
     try:
-        return method.build()
+        return fn(*args)
     except BenchError:
         raise
-    except Exception as exc:  # plugin code: its failure is the user's to fix, in one line
+    except Exception as exc:
         line = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise BenchError(f"method {method.name} failed to build its model: {type(exc).__name__}: {line}")
+        raise BenchError(f"method {method.name} failed to build its {what}: {type(exc).__name__}: {line}")
+
+
+def _build(method):
+    return _plugin_call(method, "model", method.build)
+
+
+def _evaluation_model(method, model):
+    """The method's evaluated form of `model` (LoRA: adapters merged), built before the guard seals."""
+    return _plugin_call(method, "evaluated model", method.evaluation_model, model)
 
 
 def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after, model=None):
@@ -194,18 +204,23 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         return {"method": p.config["method"], "search": search_info, "search_s": timing["search_s"]}, "searched", {}
     if model is None:
         model = _build(method)
-    theta0 = clone_state(model)
+    theta0 = clone_state(_evaluation_model(method, model))
     timing["setup_s"] = time.perf_counter() - started - timing["search_s"]
+    best = None  # the selected training state
     if method.trains and protocol.steps > 0:
         trained = fine_tune(method, model, engine, folder.checkpoint, reporter, stop_after)
         selection = {"rule": "id_val", "split": protocol.id_val_split, "metric": protocol.metric,
                      "best_step": trained.best_step, "best_score": trained.best_score}
-        theta1, history = trained.best_state, trained.history
+        history, best = trained.history, trained.best_state
+        model.load_state_dict(best)
         timing.update(train_s=trained.seconds, train_images=trained.images, train_steps=trained.steps,
                       train_images_per_s=trained.images / max(trained.seconds, 1e-9), resumed_from_step=trained.resumed_from)
     else:
-        selection, theta1, history = {"rule": "none (no training)"}, theta0, []
+        selection, history = {"rule": "none (no training)"}, []
         timing.update(train_s=0.0, train_images=0, train_steps=0, train_images_per_s=None, resumed_from_step=0)
+    evaluated = _evaluation_model(method, model)
+    theta1 = best if best is not None and evaluated is model else clone_state(evaluated)
+    model = evaluated
     method_info = _snapshot({**search_info, **method.info()})  # its last word, taken before any test split opens
     frozen = bool(method.frozen_image_tower)
     _refuse_if_violated(engine)

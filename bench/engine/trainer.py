@@ -83,7 +83,8 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         result.best_step, result.best_score = ckpt["best_step"], ckpt["best_score"]
         result.history, result.seconds, result.images = ckpt["history"], ckpt["seconds"], ckpt["images"]
         running = ckpt["running_loss"]
-    batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device, ctx.num_workers)
+    batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device, ctx.num_workers,
+                            with_indices=True)
     model.train()
     reporter.start(p.steps, start)
     clock = time.perf_counter()
@@ -91,7 +92,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         factor = cosine_factor(step, p.warmup, p.steps)
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
-        images, labels = next(batches)
+        images, labels, method.batch_indices = next(batches)
         method.step = step
         loss = training_step(model, method.loss, optimizer, images, labels, ctx.device, ctx.autocast_dtype,
                              p.grad_clip if method.clip_gradients else None)

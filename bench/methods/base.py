@@ -34,6 +34,7 @@ class Method:
     options: tuple[Option, ...] = ()  # extra `bench run` flags (see bench.config.Option)
     consumes: tuple[str, ...] = ()  # methods whose finished runs this one starts from (soups, post-hoc methods)
     step: int = 0  # set by the trainer before each loss call (for per-step randomness that survives resume)
+    batch_indices: torch.Tensor | None = None  # set with `step`: the batch's positions in the training split (CPU)
 
     def __init__(self, hp: dict, ctx):
         self.hp = hp
@@ -81,6 +82,12 @@ class Method:
 
     def loss(self, model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(images), labels)
+
+    def evaluation_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model whose weights are evaluated and weight-ensembled: `model` itself, or a new, equivalent plain
+        model (LoRA merges its adapters, so theta_0 and theta_1 are ordinary weights and "+WE" is linear in them).
+        Called on the starting model before training and on the selected one after; must not change `model`."""
+        return model
 
     def info(self) -> dict:
         """Method-specific facts for the record (chosen C, learned weights, ...); asked before the test splits open."""
