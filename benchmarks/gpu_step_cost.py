@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-METHODS = ["ft", "l2sp", "ftp", "flyp", "autoft"]
+METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft"]
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core peaks (vendor figures)
 
 
@@ -51,12 +51,13 @@ def step_flops(step) -> float:
     return float(counter.get_total_flops())
 
 
-def methods_table(model: str, batch: int, steps: int) -> dict:
+def methods_table(model: str, batch: int, steps: int, methods: list[str]) -> dict:
+    import step_cost  # noqa: F401  registers kd-teacher (KD with the teacher's forward every step)
     from bench.benchmarking import training_step_fn
 
     settings = [f"batch_size={batch}"]
     out = {}
-    for method in METHODS:
+    for method in methods:
         step = training_step_fn(method, settings=settings, model=model, pretrained=None, device="cuda",
                                 fixed_batch=True, sync=False)
         torch.cuda.reset_peak_memory_stats()
@@ -133,16 +134,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "gpu_step_cost.json"))
     parser.add_argument("--input-only", action="store_true", help="only the input pipeline")
+    parser.add_argument("--methods", nargs="+", default=METHODS, help="a subset (ft always runs: the ratios' base)")
+    parser.add_argument("--no-input", action="store_true", help="skip the input pipeline and the resume check")
     args = parser.parse_args()
     assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
+    result = {"device": torch.cuda.get_device_name(), "argv": " ".join(__import__("sys").argv[1:]), "torch": torch.__version__, "python": platform.python_version(),
               "cpu_cores": os.cpu_count(), "model": f"{args.model} (random weights), bf16 autocast, fused AdamW",
               "batch": args.batch, "steps_timed": args.steps,
               "command": "python benchmarks/gpu_step_cost.py", "peak_bf16_tflops": (peak_flops() or 0) / 1e12}
     if not args.input_only:
-        result["methods"] = methods_table(args.model, args.batch, args.steps)
-    result["input_pipeline_images_per_s"] = input_pipeline(args.batch, args.workers, args.images)
-    if not args.input_only:
+        methods = ["ft"] + [m for m in args.methods if m != "ft"]
+        result["methods"] = methods_table(args.model, args.batch, args.steps, methods)
+    if not args.no_input:
+        result["input_pipeline_images_per_s"] = input_pipeline(args.batch, args.workers, args.images)
+    if not args.input_only and not args.no_input:
         result["resume_on_cuda"] = resume_on_cuda()
         print("resume on cuda:", result["resume_on_cuda"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,8 @@ class LoRAAttention(nn.Module):
 def add_adapters(tower: nn.Module, targets, rank: int, alpha: float, dropout: float, seed: int) -> int:
     """Freeze `tower` and put adapters on its attention and MLP layers; returns how many weights were adapted."""
     tower.requires_grad_(False)
-    gen = torch.Generator().manual_seed(seed_hash("lora", seed))
+    device = next(tower.parameters()).device
+    gen = torch.Generator().manual_seed(seed_hash("lora", seed))  # on the CPU: the same draws on every device
     adapted = 0
     for _, block in list(tower.named_modules()):
         attn, mlp = getattr(block, "attn", None), getattr(block, "mlp", None)
@@ -144,6 +145,7 @@ def add_adapters(tower: nn.Module, targets, rank: int, alpha: float, dropout: fl
                 setattr(mlp, name, LoRALinear(layer, LowRank(layer.in_features, layer.out_features, rank, alpha,
                                                              dropout, gen)))
                 adapted += 1
+    tower.to(device)  # the new adapters join the tower's device
     return adapted
 
 
