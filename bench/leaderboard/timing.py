@@ -18,7 +18,7 @@ def _with_ratio(value, reference, digits=1):
     if value is None:
         return "–"
     text = f"{value:.{digits}f}"
-    if reference:
+    if reference and round(reference, digits):  # no ratio to a reference that shows as 0 (FT's search: none)
         text += f" ({value / reference:.2f}×)"
     return text
 

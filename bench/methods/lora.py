@@ -98,12 +98,14 @@ class LoRAAttention(nn.Module):
         x = query if self.batch_first else query.transpose(0, 1)  # (N, L, E)
         n, length, dim = x.shape
         heads = self.base.num_heads
-        qkv = list(F.linear(x, self.base.in_proj_weight, self.base.in_proj_bias).chunk(3, dim=-1))
-        if self.adapters:
-            dropped = next(iter(self.adapters.values())).dropout(x)
-            for i, name in enumerate("qkv"):
-                if name in self.adapters:
-                    qkv[i] = qkv[i] + self.adapters[name].update(dropped)
+        qkv = F.linear(x, self.base.in_proj_weight, self.base.in_proj_bias)
+        if self.adapters:  # all q/k/v adapters in two matmuls: stacked A's, block-diagonal B's (zeros elsewhere)
+            parts = [self.adapters[name] if name in self.adapters else None for name in "qkv"]
+            first = next(a for a in parts if a is not None)
+            a_all = torch.cat([a.A for a in parts if a is not None])
+            b_all = torch.block_diag(*[a.B * a.scale if a is not None else first.B.new_zeros(dim, 0) for a in parts])
+            qkv = qkv + F.linear(F.linear(first.dropout(x), a_all), b_all)
+        qkv = qkv.chunk(3, dim=-1)
         q, k, v = (t.reshape(n, length, heads, dim // heads).transpose(1, 2) for t in qkv)
         if attn_mask is not None and attn_mask.dtype != torch.bool:
             attn_mask = attn_mask.to(q.dtype)
