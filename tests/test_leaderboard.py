@@ -74,7 +74,8 @@ def test_table_values_order_and_missing_seeds(tmp_path):
     assert ft.split("|")[-3].strip() == "40.0 ± 10.0"
     assert "zeroshot: 1 of 3 protocol seeds finished (seeds [0]); its mean is over those only." in text
     not_run = [l for l in lines if "not run" in l]
-    assert {l.split("|")[1].strip() for l in not_run} == {"lp", "lpft", "l2sp", "wiseft", "flyp", "ftp", "autoft"}
+    assert {l.split("|")[1].strip() for l in not_run} == {"lp", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp",
+                                                          "ftp", "autoft"}
 
 
 def test_different_hyperparameters_are_separate_rows(tmp_path):
