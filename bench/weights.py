@@ -1,4 +1,4 @@
-"""Weight-space operations shared by methods: interpolation (WiSE-FT, "+WE" rows) and state copies."""
+"""Weight-space operations shared by methods: interpolation (WiSE-FT, "+WE" rows), state copies and fused norms."""
 from __future__ import annotations
 
 import torch
@@ -33,3 +33,10 @@ def interpolate(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor]
                 raise BenchError(f"cannot interpolate non-float tensor {key}: the two models disagree")
             out[key] = a.clone()
     return out
+
+
+def summed_norms(tensors, order: int, power: int = 1) -> torch.Tensor:
+    """sum over tensors of ||t||_order ** power, one fused kernel per list (0 for an empty list)."""
+    if not tensors:
+        return torch.zeros(())
+    return torch.stack(torch._foreach_norm(tensors, order)).pow(power).sum()

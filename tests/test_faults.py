@@ -165,3 +165,38 @@ def test_the_leaderboard_over_a_damaged_store_names_each_bad_record(tmp_path, ca
     assert err.count("fails the schema") == 2 and "'schema' is a required property" in err and "not valid JSON" in err
     page = (tmp_path / "LB.md").read_text()
     assert "from 1 finished runs" in page and "2 finished run(s) left out" in page
+
+
+def test_the_loss_is_read_on_the_host_only_every_log_every_steps_and_at_evaluations(tmp_path):
+    from bench.engine.trainer import LOG_EVERY
+    from bench.runner import RunRequest, execute
+
+    class Spy:
+        def __init__(self):
+            self.steps = []
+
+        def start(self, total, done): ...
+        def step(self, step, loss): self.steps.append(step)
+        def evaluated(self, step, score): ...
+        def stop(self): ...
+
+    spy = Spy()
+    execute(RunRequest(method="ft", out=tmp_path / "runs", settings=["steps=35", "eval_every=15", "batch_size=32",
+                                                                         "warmup=2"]), reporter=spy)
+    assert LOG_EVERY == 10 and spy.steps == [10, 15, 20, 30, 35]
+
+
+def test_a_loss_that_turns_nan_stops_the_run_naming_the_window(tmp_path, capsys):
+    plugin = tmp_path / "nan.py"
+    plugin.write_text("import torch\nfrom bench.methods import Method, register_method\n"
+                      "@register_method('nan-at-12')\nclass NanLater(Method):\n"
+                      "    def loss(self, model, images, labels):\n"
+                      "        loss = super().loss(model, images, labels)\n"
+                      "        return loss * float('nan') if self.step >= 12 else loss\n")
+    store = tmp_path / "runs"
+    argv = ["run", "--plugin", str(plugin), "--method", "nan-at-12", "--out", str(store), "--quiet",
+            *[x for s in BUDGET for x in ("--set", s)]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "the loss became nan between steps 10 and 14" in err  # read at 10, then at 15
+    assert not list(store.rglob("config.json"))  # a diverged configuration keeps no folder

@@ -16,6 +16,9 @@ from bench.store import atomic_torch_save
 from bench.weights import clone_state
 
 
+LOG_EVERY = 10  # steps between host reads of the running loss (finiteness check and progress)
+
+
 def cosine_factor(step: int, warmup: int, total: int) -> float:
     """lr multiplier at a 0-based step: (step+1)/warmup during warm-up, then half a cosine down to 0."""
     if step < warmup:
@@ -82,12 +85,13 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         result.best_state = on_device(ckpt["best_state"], device)
         result.best_step, result.best_score = ckpt["best_step"], ckpt["best_score"]
         result.history, result.seconds, result.images = ckpt["history"], ckpt["seconds"], ckpt["images"]
-        running = ckpt["running_loss"]
+        running = torch.tensor(ckpt["running_loss"], device=ctx.device)
     batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device, ctx.num_workers,
                             with_indices=True)
     model.train()
     reporter.start(p.steps, start)
     clock = time.perf_counter()
+    checked = start  # the loss was last read on the host before this step
     for step in range(start, p.steps):
         factor = cosine_factor(step, p.warmup, p.steps)
         for group in optimizer.param_groups:
@@ -96,15 +100,23 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         method.step = step
         loss = training_step(model, method.loss, optimizer, images, labels, ctx.device, ctx.autocast_dtype,
                              p.grad_clip if method.clip_gradients else None)
-        if not torch.isfinite(loss):
-            raise Diverged(f"the loss became {loss.item()} at step {step}; lower the learning rate (--set lr=...)")
         result.images += len(labels)
-        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
-        reporter.step(step + 1, running)
-        if (step + 1) % p.eval_every == 0 or step + 1 == p.steps:
+        # The running loss stays on the device (a NaN or inf poisons it for good), so the host waits for it only
+        # every LOG_EVERY steps and at evaluations, not after every step.
+        loss = loss.float()
+        running = loss if running is None else 0.9 * running + 0.1 * loss
+        evaluate_now = (step + 1) % p.eval_every == 0 or step + 1 == p.steps
+        if evaluate_now or (step + 1) % LOG_EVERY == 0:
+            value = running.item()
+            if not math.isfinite(value):
+                raise Diverged(f"the loss became {value} between steps {checked} and {step}; lower the learning rate "
+                               f"(--set lr=...)")
+            reporter.step(step + 1, value)
+            checked = step + 1
+        if evaluate_now:
             logits, y = predict(model, id_val, p.eval_batch_size, ctx.device, ctx.autocast_dtype, ctx.num_workers)
             score = ctx.metrics(p.id_val_split, logits, y)[p.metric]
-            result.history.append({"step": step + 1, "loss": round(running, 5), f"id_val_{p.metric}": score})
+            result.history.append({"step": step + 1, "loss": round(value, 5), f"id_val_{p.metric}": score})
             reporter.evaluated(step + 1, score)
             if score > result.best_score:
                 result.best_state, result.best_step, result.best_score = clone_state(model), step + 1, score
@@ -117,7 +129,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
                                    "rng": torch.get_rng_state(), "step": step + 1, "best_state": result.best_state,
                                    "best_step": result.best_step, "best_score": result.best_score,
                                    "history": result.history, "seconds": result.seconds, "images": result.images,
-                                   "running_loss": running},
+                                   "running_loss": value},
                                   checkpoint_path)
             if stop_after is not None and step + 1 >= stop_after:
                 reporter.stop()

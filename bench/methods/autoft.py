@@ -178,7 +178,7 @@ class AutoFT(Method):
                                             seed=chosen["seed"], step=step)
                 training_step(model, loss_fn, optimizer, images, labels, ctx.device, ctx.autocast_dtype,
                               protocol.grad_clip if self.clip_gradients else None)
-            if not all(torch.isfinite(p).all() for p in model.parameters()):
+            if not torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all():  # one host read
                 return float("-inf")  # a diverged objective scores worst; the search goes on
             logits, labels = predict(model, ood, protocol.eval_batch_size, ctx.device, ctx.autocast_dtype, ctx.num_workers)
             return float(ctx.metrics("ood_val", logits, labels, ood.metadata)[protocol.metric])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bench.weights import summed_norms
+
 LOSS_NAMES = ("ce", "dcm", "entropy", "flyp", "hinge", "l1init", "l1zero", "l2init", "l2zero")
 
 
@@ -30,13 +32,12 @@ def hinge_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) 
 
 
 def norm_terms(params, anchors) -> dict[str, torch.Tensor]:
-    """l1/l2 to zero and to the initial weights, each divided by the total number of parameters."""
+    """l1/l2 to zero and to the initial weights, each divided by the total number of parameters (fused per-list
+    ops: one kernel per list instead of four Python loops over the tensors)."""
     n = sum(p.numel() for p in params)
-    l1z = sum(p.abs().sum() for p in params) / n
-    l2z = sum((p**2).sum() for p in params) / n
-    l1i = sum((p - a).abs().sum() for p, a in zip(params, anchors)) / n
-    l2i = sum(((p - a) ** 2).sum() for p, a in zip(params, anchors)) / n
-    return {"l1zero": l1z, "l2zero": l2z, "l1init": l1i, "l2init": l2i}
+    drift = torch._foreach_sub(params, anchors)
+    return {"l1zero": summed_norms(params, 1) / n, "l2zero": summed_norms(params, 2, power=2) / n,
+            "l1init": summed_norms(drift, 1) / n, "l2init": summed_norms(drift, 2, power=2) / n}
 
 
 def learned_loss(weights: dict[str, float], logits, labels, image_features, text_features, scale, params, anchors):

@@ -59,32 +59,45 @@ class AdamP(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """AdamW moments for all tensors of a group in fused `torch._foreach_*` ops, then the projection per
+        tensor; nothing here waits for the device (no Python branch on a tensor's value)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
             beta1, beta2 = group["betas"]
             lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
                 if "step" not in state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                t = state["step"]
-                state["exp_avg"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
-                update = (lr / (1 - beta1**t)) * state["exp_avg"] / denom + lr * wd * p
+            grads = [p.grad for p in params]
+            exp_avg = [st["exp_avg"] for st in states]
+            exp_avg_sq = [st["exp_avg_sq"] for st in states]
+            torch._foreach_mul_(exp_avg, beta1)
+            torch._foreach_add_(exp_avg, grads, alpha=1 - beta1)
+            torch._foreach_mul_(exp_avg_sq, beta2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
+            denom = torch._foreach_sqrt(exp_avg_sq)
+            torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** st["step"]) for st in states])
+            torch._foreach_add_(denom, eps)
+            update = torch._foreach_div(exp_avg, denom)
+            torch._foreach_mul_(update, [lr / (1 - beta1 ** st["step"]) for st in states])
+            if wd:
+                torch._foreach_add_(update, params, alpha=lr * wd)
+            for p, state, step in zip(params, states, update):
                 anchor = state.get("anchor")
                 if anchor is None or not group["project"]:
-                    p.sub_(update)
-                    continue
-                p.copy_(self._project(state, p, anchor, update, t, group))
+                    p.sub_(step)
+                else:
+                    p.copy_(self._project(state, p, anchor, step, state["step"], group))
         return loss
 
     @staticmethod
@@ -92,19 +105,18 @@ class AdamP(torch.optim.Optimizer):
         c_t = p - update - anchor
         norms = row_l1(c_t)
         if "gamma" not in state:
-            gamma = torch.tensor(1e-8, device=p.device)
+            gamma = torch.full((), 1e-8, device=p.device)
             state["gamma_m"] = torch.zeros((), device=p.device)
             state["gamma_v"] = torch.zeros((), device=p.device)
         else:
             hyper_grad = (row_dot(p.grad, state["prev_c"]) * state["prev_scale"]).sum()
-            if hyper_grad > 0:
-                hyper_grad = hyper_grad * group["k"]
+            hyper_grad = torch.where(hyper_grad > 0, hyper_grad * group["k"], hyper_grad)  # annealed, on the device
             state["gamma_m"].mul_(0.9).add_(0.1 * hyper_grad)
             state["gamma_v"].mul_(0.999).add_(0.001 * hyper_grad**2)
             m_hat = state["gamma_m"] / (1 - 0.9**t)
             v_hat = state["gamma_v"] / (1 - 0.999**t)
             gamma = state["gamma"] - group["mu"] * m_hat / (v_hat.sqrt() + 1e-8)
-            gamma = gamma.clamp(1e-8, norms.max())
+            gamma = torch.minimum(gamma.clamp_min(1e-8), norms.max())
         state["gamma"] = gamma
         state["prev_c"] = c_t
         state["prev_scale"] = 1.0 / norms

@@ -71,7 +71,7 @@ class KD(Method):
 
     @torch.no_grad()
     def _teacher_outputs(self, images):
-        if self._table is not None and self.batch_indices is not None:
+        if self._table is not None and self.batch_indices is not None and len(self.batch_indices) == len(images):
             return self._table[self.batch_indices.to(self._table.device)]
         features = self._teacher.features(images)
         return self._teacher.head(features) if self.hp["kind"] == "logits" else features

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from bench.config import NON_NEGATIVE, HParam
 from bench.methods import register_method
-from bench.methods.l2sp import L2SP, summed_norms
+from bench.methods.l2sp import L2SP
+from bench.weights import summed_norms
 
 
 def l1sp_penalty(encoder_params, anchor, head_params, lam: float, beta: float) -> torch.Tensor:

@@ -9,13 +9,7 @@ import torch.nn.functional as F
 from bench.config import NON_NEGATIVE, HParam
 from bench.methods import register_method
 from bench.methods.base import Method
-
-
-def summed_norms(tensors, order: int, power: int = 1) -> torch.Tensor:
-    """sum over tensors of ||t||_order ** power, one fused kernel per list (0 for an empty list)."""
-    if not tensors:
-        return torch.zeros(())
-    return torch.stack(torch._foreach_norm(tensors, order)).pow(power).sum()
+from bench.weights import summed_norms
 
 
 def l2sp_penalty(encoder_params, anchor, head_params, alpha: float, beta: float) -> torch.Tensor:
