@@ -19,14 +19,16 @@ load_plugin(EXAMPLE_PLUGIN)
 BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft"]
 EXTRA = {"autoft": ["trials=2", "inner_steps=2", "ood_val_size=60"],  # a tiny search budget
          "lp": ["c_steps=6"], "lpft": ["c_steps=6"]}  # a short C sweep (standardised features converge slowly)
-SPLITS = {"id_val", "ood_val", "id_test", *TINYSHIFT.ood_test_splits}
+SPLITS = {"id_val", "id_test", *TINYSHIFT.ood_test_splits}  # + ood_val for the methods that read it
 
 
 def check_record(record, method):
     assert record["method"] == method and record["dataset"] == "tinyshift"
     assert record["protocol"] == {"name": "tinyshift", "version": 1, "id": "tinyshift@1"}
     assert record["official"] is False  # the tiny budget overrides protocol settings
-    assert set(record["metrics"]) == SPLITS
+    reads_ood_val = "ood_val" in METHODS.get(method).requires
+    evaluated = SPLITS | ({"ood_val"} if reads_ood_val else set())
+    assert set(record["metrics"]) == evaluated
     assert all(0.0 <= m["acc"] <= 100.0 for m in record["metrics"].values())
     ood = [record["metrics"][s]["acc"] for s in TINYSHIFT.ood_test_splits]
     assert record["summary"]["ood_avg"] == pytest.approx(sum(ood) / len(ood))
@@ -38,9 +40,9 @@ def check_record(record, method):
     assert record["timing"]["total_s"] > 0 and record["timing"]["peak_memory"]["mb"] > 0
     assert record["variants"][record["reported_variant"]]["metrics"] == record["metrics"]
     # the protocol guard: nothing but ID train/val (and OOD val when requested) before the final evaluation
-    allowed = {"train", "id_val"} | ({"ood_val"} if "ood_val" in METHODS.get(method).requires else set())
+    allowed = {"train", "id_val"} | ({"ood_val"} if reads_ood_val else set())
     assert set(record["data_access"].get("train", [])) <= allowed
-    assert set(record["data_access"]["final_eval"]) == SPLITS
+    assert set(record["data_access"]["final_eval"]) == evaluated
     assert record["seed"] == 0 and record["config"]["seed"] == 0
     assert record["split_sizes"]["id_test"] == 300 and record["split_sizes"]["sketch"] == 300
     from bench.testbed.data import CLASSNAMES, TEMPLATES
@@ -96,6 +98,34 @@ def test_wiseft_endpoints_reproduce_zero_shot_and_ft_exactly(store):
     assert wise["reported_variant"] == "alpha=0.5"
     assert wise["metrics"] == wise["variants"]["alpha=0.5"]["metrics"]
     assert sorted(v["alpha"] for n, v in wise["variants"].items() if n != "final") == [round(0.1 * i, 1) for i in range(11)]
+    # alpha = 1 is the fine-tuned model itself: evaluated once, listed under both names
+    assert wise["evaluation"]["same_model"] == {"alpha=1": "final"} and wise["timing"]["eval_models"] == 11
+    test_images = sum(wise["split_sizes"][s] for s in ("id_val", "id_test", *TINYSHIFT.ood_test_splits))
+    assert wise["timing"]["eval_images"] == 11 * test_images and "ood_val" not in wise["split_sizes"]
+
+
+def test_final_evaluation_scores_ood_val_only_on_the_subset_its_reader_could_read(store):
+    import numpy as np
+
+    class Reader(Method):
+        requires = frozenset({"ood_val"})
+        trains = False
+
+        def info(self):
+            split = self.ctx.split("ood_val")
+            return {"n": len(split), "labels": split.labels.tolist()}
+
+    METHODS.add("test-ood-reader", Reader)
+    record, _ = run_method("test-ood-reader", store, settings=["ood_val_size=60"])
+    assert record["method_info"]["n"] == 60 == record["split_sizes"]["ood_val"]
+    folder = next(Path(store).rglob("record.json")).parent
+    with np.load(folder / "predictions.npz") as saved:
+        ids = saved["ids|ood_val"]
+    from bench.testbed.data import render_split
+
+    full_labels = render_split("ood_val")[1]
+    assert len(set(ids.tolist())) == 60 and ids.max() < len(full_labels) == 200
+    assert full_labels[torch.as_tensor(ids, dtype=torch.long)].tolist() == record["method_info"]["labels"]
 
 
 def test_finished_run_is_skipped_and_force_redoes_it(store):
@@ -186,7 +216,7 @@ def test_scrambling_ood_test_data_changes_nothing_before_the_final_evaluation(tm
     dirty, _ = run_method("lpft", tmp_path / "dirty", settings=["c_steps=6"])
     assert dirty["history"] == clean["history"] and dirty["selection"] == clean["selection"]
     assert dirty["method_info"]["linear_probe"]["C"] == clean["method_info"]["linear_probe"]["C"]
-    for split in ("id_val", "ood_val", "id_test"):
+    for split in ("id_val", "id_test"):
         assert dirty["metrics"][split] == clean["metrics"][split]
     assert dirty["summary"]["ood_avg"] != clean["summary"]["ood_avg"]
 
@@ -255,3 +285,19 @@ def test_a_resumed_best_state_is_moved_to_the_models_device(tmp_path, monkeypatc
     assert targets == [torch.device("cpu")] and devices and all(len(d) == 1 for d in devices)
     with pytest.raises(ValueError, match="tensors on meta and cpu"):
         original({"w": torch.ones(2, device="meta")}, {"w": torch.ones(2)}, 0.5)
+
+
+def test_eval_cost_table_counts_images_by_hand(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "eval_cost.py"
+    spec = importlib.util.spec_from_file_location("eval_cost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main()
+    iwildcam = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| wilds-iwildcam@1"))
+    tests = 8_154 + 42_791  # id_test + ood_test
+    ft_before, ft_now = 7_314 + 14_961 + tests, 7_314 + tests  # id_val (+ the whole OOD val before)
+    assert f"{ft_before:,} → {ft_now:,}" in iwildcam
+    assert f"{12 * ft_before:,} → {11 * ft_now:,}" in iwildcam  # alpha = 1 no longer again as `final`
+    assert f"{11 * (ft_now + 1_000):,}" in iwildcam  # AutoFT: its 1,000-example OOD-val subset

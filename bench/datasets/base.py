@@ -23,7 +23,9 @@ class TensorSplit(torch.utils.data.Dataset):
         return self.images[i], self.labels[i]
 
     def subset(self, idx: torch.Tensor) -> "TensorSplit":
-        return TensorSplit(self.images[idx], self.labels[idx])
+        part = TensorSplit(self.images[idx], self.labels[idx])
+        part.positions = self.positions[idx] if getattr(self, "positions", None) is not None else idx  # stable ids
+        return part
 
 
 # Preprocessing for checks that read no pixels (file lists, metadata, existence), before a model is loaded.

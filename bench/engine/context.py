@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from bench.config import seed_hash
 from bench.engine.access import DataGuard
 from bench.engine.evaluation import predict
 from bench.errors import BenchError
@@ -42,6 +43,7 @@ class EngineContext:
         self.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
         self._zs_weights: torch.Tensor | None = None
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._subsets: dict[str, object] = {}
         self.templates = prompt_templates(dataset, protocol.prompts)
 
     def read(self, split: str):
@@ -49,6 +51,19 @@ class EngineContext:
         with self.guard.engine_access():
             self.guard.record_read(split)
             return self.dataset.split(split)
+
+    def readable(self, split: str):
+        """What a method may read of a split, and what the final evaluation scores it on: all of it, except OOD
+        val, of which a fixed random subset of `protocol.ood_val_size` examples (seeded by the size alone, so every
+        method, run and worker reads the same examples; ImageNet-C's 750k images are never all decoded)."""
+        data = self.read(split)
+        size = self.protocol.ood_val_size
+        if split != self.protocol.ood_val_split or size >= len(data):
+            return data
+        if split not in self._subsets:
+            gen = torch.Generator().manual_seed(seed_hash("ood_val_subset", size))
+            self._subsets[split] = data.subset(torch.randperm(len(data), generator=gen)[:size])
+        return self._subsets[split]
 
     def metrics(self, split: str, logits, labels, metadata=None) -> dict[str, float]:
         with self.guard.engine_access():
@@ -91,7 +106,7 @@ class EngineContext:
         (keyed by the weights, preprocessing and the split's contents), so zero-shot, LP and LP-FT over several
         seeds pay for one feature pass per split. Read through the guard like any other access, and without
         augmentation (the evaluation preprocessing, also for the training split)."""
-        split = self.read(name)  # every access goes through the guard, memoised or not
+        split = self.readable(name)  # every access goes through the guard, memoised or not
         if name in self._features:
             return self._features[name]
         split = self.dataset.unaugmented(split)

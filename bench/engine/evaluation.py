@@ -25,6 +25,7 @@ def evaluate(model, ctx, splits, frozen: bool = False) -> tuple[dict[str, dict[s
     full forward, so the logits are bit-identical). Returns (metrics per split, top-1 class per example per split)."""
     out, top1 = {}, {}
     for name in splits:
+        data = ctx.readable(name)  # OOD val: the protocol's subset, scored with that subset's metadata
         if frozen:
             features, labels = ctx.cached_features(name)
             size = ctx.protocol.eval_batch_size
@@ -32,8 +33,8 @@ def evaluate(model, ctx, splits, frozen: bool = False) -> tuple[dict[str, dict[s
                 logits = torch.cat([model.head(features[i : i + size].to(ctx.device)).float().cpu()
                                     for i in range(0, len(features), size)])
         else:
-            logits, labels = predict(model, ctx.read(name), ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,
+            logits, labels = predict(model, data, ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,
                                      ctx.num_workers)
-        out[name] = ctx.metrics(name, logits, labels)
+        out[name] = ctx.metrics(name, logits, labels, getattr(data, "metadata", None))
         top1[name] = logits.argmax(1).to(torch.int32)
     return out, top1

@@ -105,7 +105,8 @@ def example_ids(split) -> np.ndarray:
     """Stable ids of a split's examples: file paths relative to the split's common folder, else positions."""
     paths = getattr(split, "paths", None)
     if not paths:
-        return np.arange(len(split), dtype=np.int32)
+        positions = getattr(split, "positions", None)  # a subset of an in-memory split: positions in the whole
+        return np.arange(len(split), dtype=np.int32) if positions is None else positions.numpy().astype(np.int32)
     root = os.path.commonpath([str(p) for p in paths]) if len(paths) > 1 else os.path.dirname(str(paths[0]))
     return np.array([os.path.relpath(str(p), root) for p in paths])
 
@@ -229,14 +230,23 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
     t0 = time.perf_counter()
     engine.guard.open_final_evaluation()
     model.eval()  # once: derived state (FLYP's text head) is then rebuilt per variant, not per split
-    splits = [protocol.id_val_split, protocol.ood_val_split, *protocol.test_splits]
-    variants, predictions = {}, {}
+    # OOD val only where the method read it, and only the subset it could read (AutoFT's search scores).
+    reads_ood_val = "ood_val" in p.method_cls.requires
+    splits = [protocol.id_val_split, *([protocol.ood_val_split] if reads_ood_val else []), *protocol.test_splits]
+    variants, predictions, done, same = {}, {}, {}, {}
     for name, alpha in p.variants.items():
-        model.load_state_dict(theta1 if alpha is None else interpolate(theta0, theta1, alpha))
-        metrics, top1 = evaluate(model, engine, splits, frozen=frozen)
+        key = None if alpha in (None, 1.0) else alpha  # alpha = 1 is exactly theta1: one model, evaluated once
+        if key not in done:
+            model.load_state_dict(theta1 if key is None else interpolate(theta0, theta1, key))
+            done[key] = (name, *evaluate(model, engine, splits, frozen=frozen))
+        else:
+            same[name] = done[key][0]
+        metrics, top1 = done[key][1:]
         variants[name] = {"alpha": alpha, "metrics": metrics, "summary": summarize(metrics, protocol)}
         predictions.update({f"{name}|{split}": values.numpy() for split, values in top1.items()})
-    predictions.update({f"ids|{split}": example_ids(engine.read(split)) for split in splits})
+    predictions.update({f"ids|{split}": example_ids(engine.readable(split)) for split in splits})
+    timing["eval_models"] = len(done)
+    timing["eval_images"] = len(done) * sum(len(engine.readable(split)) for split in splits)
     blob = _npz(predictions)
     timing["eval_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - started
@@ -261,13 +271,13 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         "selection": selection,
         "classes": {"names": list(engine.dataset.classnames), "source": engine.dataset.classname_source},
         "templates": list(engine.templates),
-        "evaluation": {"variants": p.variants, "reported": reported},
+        "evaluation": {"variants": p.variants, "reported": reported, "same_model": same},
         "reported_variant": reported,
         "metric": protocol.metric,
         "metrics": variants[reported]["metrics"],
         "summary": variants[reported]["summary"],
         "variants": variants,
-        "split_sizes": {name: len(engine.read(name)) for name in splits},
+        "split_sizes": {name: len(engine.readable(name)) for name in splits},
         "predictions": {"file": PREDICTIONS, "sha256": hashlib.sha256(blob).hexdigest(),
                         "layout": "numpy .npz: '<variant>|<split>' = top-1 class (int32) per example in split order; "
                                   "'ids|<split>' = example ids (position in the split, or the file path relative to "

@@ -84,8 +84,9 @@ class MethodView:
         raise ProtocolViolation(f"the method view is read-only; {key!r} cannot be set")
 
     def split(self, role: str) -> GuardedSplit:
-        """A split by role: 'train', 'id_val', or 'ood_val' where the method declared it and the protocol grants it."""
-        return GuardedSplit(self._engine.read(self._engine.guard.split_name(role)))
+        """A split by role: 'train', 'id_val', or 'ood_val' where the method declared it and the protocol grants it
+        (OOD val: the protocol's fixed subset of `ood_val_size` examples)."""
+        return GuardedSplit(self._engine.readable(self._engine.guard.split_name(role)))
 
     def metrics(self, role: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
         """The dataset's official metrics for predictions on a readable split (or a subset, with its metadata)."""

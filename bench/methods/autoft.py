@@ -73,14 +73,6 @@ def _official(protocol, key: str, default):
     return OFFICIAL.get(protocol.dataset, {}).get(key, default)
 
 
-def ood_val_subset(split, size: int):
-    """A fixed random subset of the OOD validation split (the whole split if it is smaller)."""
-    if size >= len(split):
-        return split
-    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed_hash("ood_val_subset", size)))[:size]
-    return split.subset(idx)
-
-
 def suggest(trial, base_lr: float) -> dict:
     weights = {"ce": 1.0}
     for name in SEARCHED_TERMS:
@@ -159,7 +151,7 @@ class AutoFT(Method):
 
         ctx, hp = self.ctx, self.hp
         train = ctx.split("train")
-        ood = ood_val_subset(ctx.split("ood_val"), ctx.protocol.ood_val_size)
+        ood = ctx.split("ood_val")  # the protocol's fixed subset of ood_val_size examples
         model = self._new_model()
         theta0 = clone_state(model)
         anchors = [p.detach().clone() for p in model.parameters() if p.requires_grad]
