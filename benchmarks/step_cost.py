@@ -22,24 +22,22 @@ from pathlib import Path
 import torch
 
 from bench.benchmarking import training_step_fn
-from bench.methods import METHODS as REGISTRY
-from bench.methods.kd import KD
 from bench.runner import RunRequest, execute
 
 METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft"]
+VARIANTS = {"kd-teacher": ("kd", {"teacher_cache": 0})}  # label -> (method, run options)
 
 
-class KDTeacher(KD):
-    cache_teacher = False  # the teacher's forward pass every step
-
-
-REGISTRY.add("kd-teacher", KDTeacher)
+def step_fn(label: str, **kwargs):
+    """`training_step_fn` for a method or one of the labelled VARIANTS."""
+    method, options = VARIANTS.get(label, (label, {}))
+    return training_step_fn(method, options=options, **kwargs)
 
 
 def step_times(methods: list[str], steps: int, rounds: int = 5, warmup: int = 10) -> dict[str, float]:
     """Seconds per step, the fastest round of each method; rounds go round-robin over the methods, so a slow spell
     of this shared machine hits every method alike instead of whichever happened to run then."""
-    steppers = {m: training_step_fn(m) for m in methods}
+    steppers = {m: step_fn(m) for m in methods}
     for step in steppers.values():
         for _ in range(warmup):
             step()

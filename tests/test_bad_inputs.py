@@ -124,6 +124,8 @@ def cases(files: Path) -> list[tuple[list[str], str]]:
         (["run", "--method", "ft", "--reduced"], "has no reduced budget"),
         (["run", "--method", "ft", "--search-only"], "unrecognized arguments: --search-only"),
         (["run", "--method", "ft", "--storage", "x.journal"], "unrecognized arguments: --storage"),
+        (["run", "--method", "kd", "--teacher-cache", "2"], "--teacher-cache 2 must be 0 or 1"),
+        (["run", "--method", "lora", "--teacher-cache", "0"], "unrecognized arguments: --teacher-cache"),
         (["run", "--method", "autoft", "--storage", "nosuchdb://x"], "cannot open the AutoFT study storage"),
         (["run", "--method", "ft", "--dataset", "iwildcam"], "iwildcam needs its files: pass --data-root DIR"),
         (["run", "--method", "ft", "--dataset", "fmow", "--data-root", "/no/such"], "data folder /no/such does not exist"),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.config import NON_NEGATIVE, POSITIVE, HParam
+from bench.config import NON_NEGATIVE, POSITIVE, HParam, Option
 from bench.errors import BenchError
 from bench.methods import register_method
 from bench.methods.base import Method
@@ -45,13 +45,19 @@ def feature_distillation(student: torch.Tensor, teacher: torch.Tensor) -> torch.
 @register_method("kd")
 class KD(Method):
     description = "KD: cross-entropy + distillation from the frozen zero-shot model (logits with T, or features)"
-    cache_teacher = True  # look up the teacher's outputs when the training inputs are deterministic
+    options = (Option("--teacher-cache", "1 (default): look the teacher's outputs up where the training inputs are "
+                      "deterministic; 0: run its forward every step (same model up to float rounding; for timing)"),)
     hparams = {
         **Method.hparams,
         "lam": HParam(1.0, "weight of the distillation term", ("log", 1e-2, 1e1), NON_NEGATIVE),
         "temperature": HParam(2.0, "softmax temperature of logit distillation", ("log", 0.5, 8.0), POSITIVE),
         "kind": HParam("logits", "distil the classifier's logits (with T) or the normalised image features"),
     }
+
+    @classmethod
+    def check_options(cls, options):
+        if options.get("teacher_cache", 1) not in (0, 1):
+            raise BenchError(f"--teacher-cache {options['teacher_cache']} must be 0 or 1")
 
     @classmethod
     def check_hparams(cls, hp):
@@ -62,7 +68,7 @@ class KD(Method):
         model = super().build()
         self._teacher = self.ctx.zero_shot_classifier().eval().requires_grad_(False)
         self._table = None
-        if self.cache_teacher and self.ctx.split("train").images is not None:
+        if self.ctx.options.get("teacher_cache", 1) and self.ctx.split("train").images is not None:
             features, _ = self.ctx.frozen_features("train")  # the pretrained tower, unaugmented = these inputs
             features = features.to(self.ctx.device)
             with torch.no_grad():
