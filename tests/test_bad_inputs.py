@@ -159,7 +159,7 @@ def cases(files: Path) -> list[tuple[list[str], str]]:
     return out
 
 
-N_CASES = len(HPARAMS) + len(PROTOCOL) + 2 + 57
+N_CASES = len(HPARAMS) + len(PROTOCOL) + 2 + 59
 
 
 def test_there_are_over_a_hundred_distinct_cases(files):
