@@ -158,12 +158,11 @@ class JpegBytes(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        from torchvision.io import read_file
+        # plain bytes: tensors would cross from the workers as shared file descriptors, which run out
+        return Path(self.paths[i]).read_bytes()
 
-        return read_file(str(self.paths[i]))
 
-
-def gpu_decoding(paths, batch: int, workers: int, timed_batches: int) -> float:
+def gpu_decoding(paths, batch: int, workers: int, timed_batches: int, device: str = "cuda") -> float:
     """Images per second: bytes read by CPU workers, JPEGs decoded in batches on the GPU, then a random crop of
     90-100 % of the area resized to 224 (bicubic) and normalised, all on the GPU."""
     import torchvision.transforms.v2.functional as TF
@@ -171,8 +170,8 @@ def gpu_decoding(paths, batch: int, workers: int, timed_batches: int) -> float:
 
     loader = torch.utils.data.DataLoader(JpegBytes(paths), batch_size=batch, num_workers=workers,
                                          collate_fn=list, shuffle=True, drop_last=True, persistent_workers=workers > 0)
-    mean = torch.tensor([0.48, 0.46, 0.41], device="cuda").view(1, 3, 1, 1)
-    std = torch.tensor([0.27, 0.26, 0.28], device="cuda").view(1, 3, 1, 1)
+    mean = torch.tensor([0.48, 0.46, 0.41], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.27, 0.26, 0.28], device=device).view(1, 3, 1, 1)
     gen = torch.Generator().manual_seed(0)
 
     def batches():
@@ -180,7 +179,7 @@ def gpu_decoding(paths, batch: int, workers: int, timed_batches: int) -> float:
             yield from loader
 
     def prepare(raw):
-        decoded = decode_jpeg(raw, device="cuda")
+        decoded = decode_jpeg([torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in raw], device=device)
         out = []
         for img in decoded:
             h, w = img.shape[-2:]
@@ -195,13 +194,13 @@ def gpu_decoding(paths, batch: int, workers: int, timed_batches: int) -> float:
     stream = batches()
     for _ in range(3):
         prepare(next(stream))
-    torch.cuda.synchronize()
+    sync(torch.device(device))
     count, start = 0, time.perf_counter()
     for _ in range(timed_batches):
         count += len(prepare(next(stream)))
-    torch.cuda.synchronize()
+    sync(torch.device(device))
     rate = round(count / (time.perf_counter() - start), 1)
-    print("GPU decoding,", workers, "reader workers:", rate, "images/s", flush=True)
+    print(f"decoding on {device},", workers, "reader workers:", rate, "images/s", flush=True)
     return rate
 
 
@@ -232,18 +231,25 @@ def main(argv: list[str] | None = None) -> dict:
               "command": "python benchmarks/gpu_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "measured_matmul_peak_tflops": round(peak / 1e12, 2)}
     print("measured matmul peak:", result["measured_matmul_peak_tflops"], "TFLOP/s", flush=True)
-    result["batches"] = methods_table(args.model, args.pretrained, args.methods, args.batches, args.steps, device,
-                                      peak, args.compile)
+    def save():  # after every stage: a later stage that fails or runs out of time loses nothing measured
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+
+    result["batches"] = {}
+    for batch in args.batches:
+        result["batches"].update(methods_table(args.model, args.pretrained, args.methods, [batch], args.steps, device,
+                                               peak, args.compile))
+        save()
     if not args.no_input:
         paths = jpeg_folder(args.images)
         result["input_cpu_decoding_images_per_s"] = cpu_decoding(paths, args.batches[0], args.workers, device,
                                                                  args.timed_batches)
+        save()
         if device.type == "cuda":
             result["input_gpu_decoding_images_per_s"] = gpu_decoding(paths, args.batches[0], max(args.workers),
                                                                      args.timed_batches)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+            save()
     return result
 
 

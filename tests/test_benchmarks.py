@@ -33,6 +33,12 @@ def test_gpu_throughput_runs_on_the_cpu_with_the_tiny_model(capsys):
     assert result["input_cpu_decoding_images_per_s"]["0_workers"] > 0 and result["measured_matmul_peak_tflops"] > 0
 
 
+def test_batched_jpeg_decoding_path_runs(tmp_path):
+    script = load("gpu_throughput")
+    paths = script.jpeg_folder(6)
+    assert script.gpu_decoding(paths, batch=3, workers=0, timed_batches=2, device="cpu") > 0  # on CUDA in the benchmark
+
+
 @pytest.mark.parametrize("name", ["eval_cost", "step_cost", "testbed_leaderboard"])
 def test_benchmark_scripts_import(name):
     assert callable(load(name).main)
