@@ -111,17 +111,27 @@ def cmd_run(args) -> int:
             settings.append(f"{option.setting}={value}")
         else:
             options[option.dest] = value
+    main_rank = distributed_init()  # under torchrun: join the group; only rank 0 reports
     for seed in args.seed:
         request = RunRequest(method=args.method, dataset=args.dataset, seed=seed, model=args.model,
                              pretrained=args.pretrained, settings=settings, hparams_seed=args.hparams_seed,
                              out=args.out, force=args.force, data_root=args.data_root, device=args.device,
                              options=options, search_only=getattr(args, "search_only", False),
                              reduced=args.reduced, workers=args.workers)
-        reporter = None if args.quiet else RichReporter(f"{args.method} on {args.dataset} seed {seed}")
+        reporter = None if args.quiet or not main_rank else RichReporter(f"{args.method} on {args.dataset} seed {seed}")
         record, status = execute(request, reporter)
-        print_summary(record, status)
-    console.print(f"[dim]store: {args.out}   leaderboard: bench leaderboard --runs {args.out}[/dim]")
+        if main_rank:
+            print_summary(record, status)
+    if main_rank:
+        console.print(f"[dim]store: {args.out}   leaderboard: bench leaderboard --runs {args.out}[/dim]")
     return 0
+
+
+def distributed_init() -> bool:
+    """Join torchrun's process group when there is one; True on the rank that reports (rank 0 or alone)."""
+    from bench.runner import join_process_group
+
+    return join_process_group()
 
 
 def cmd_list(args) -> int:

@@ -11,6 +11,7 @@ from typing import Iterator
 import torch
 
 from bench.config import seed_hash
+from bench.engine import distributed
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -20,8 +21,8 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 class StepSampler(torch.utils.data.Sampler):
     """Yields sample indices for steps start, start+1, ... forever."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_step: int):
-        self.n, self.batch_size, self.seed, self.start_step = n, batch_size, seed, start_step
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, part: slice = slice(None)):
+        self.n, self.batch_size, self.seed, self.start_step, self.part = n, batch_size, seed, start_step, part
 
     def __iter__(self):
         per_epoch = self.n // self.batch_size
@@ -30,13 +31,16 @@ class StepSampler(torch.utils.data.Sampler):
             epoch, pos = divmod(step, per_epoch)
             perm = epoch_permutation(self.n, self.seed, epoch)
             for p in range(pos, per_epoch):
-                yield from perm[p * self.batch_size : (p + 1) * self.batch_size].tolist()
+                yield from perm[p * self.batch_size : (p + 1) * self.batch_size][self.part].tolist()
             step = (epoch + 1) * per_epoch
 
 
 def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device=None,
                   num_workers: int = 0, with_indices: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
-    """(images, labels) per step; with `with_indices` also the examples' positions in the split (CPU tensor)."""
+    """(images, labels) per step; with `with_indices` also the examples' positions in the split (CPU tensor).
+    `batch_size` is the global batch: under torchrun each rank gets its contiguous slice of every batch."""
+    part = distributed.local_slice(batch_size)
+    local = part.stop - part.start
     n = len(split)
     if n < batch_size:
         from bench.errors import BenchError
@@ -49,21 +53,21 @@ def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device
             e, pos = divmod(step, per_epoch)
             if e != epoch:
                 epoch, perm = e, epoch_permutation(n, seed, e)
-            idx = perm[pos * batch_size : (pos + 1) * batch_size]
+            idx = perm[pos * batch_size : (pos + 1) * batch_size][part]
             batch = split.images[idx].to(device), split.labels[idx].to(device)
             yield (*batch, idx) if with_indices else batch
             step += 1
     else:
-        sampler = StepSampler(n, batch_size, seed, start_step)
+        sampler = StepSampler(n, batch_size, seed, start_step, part)
         loader = torch.utils.data.DataLoader(
-            split, batch_size=batch_size, sampler=sampler, drop_last=True,
+            split, batch_size=local, sampler=sampler, drop_last=True,
             num_workers=num_workers, pin_memory=device is not None and device.type == "cuda",
             persistent_workers=num_workers > 0)
         positions = iter(sampler)  # the same deterministic index stream the loader draws from
         for images, labels in loader:
             batch = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             if with_indices:
-                batch = (*batch, torch.tensor([next(positions) for _ in range(batch_size)]))
+                batch = (*batch, torch.tensor([next(positions) for _ in range(local)]))
             yield batch
 
 

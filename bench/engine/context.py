@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from bench.config import seed_hash
+from bench.engine import distributed
 from bench.engine.access import DataGuard
 from bench.engine.evaluation import predict
 from bench.errors import BenchError
@@ -92,7 +93,7 @@ class EngineContext:
                 self.clip.to(self.device)
                 self._zs_weights = zero_shot_weights(self.clip, self.tokenizer, self.dataset.classnames,
                                                      self.templates, self.device)
-                if cache is not None:
+                if cache is not None and distributed.launched().main:
                     cache.parent.mkdir(parents=True, exist_ok=True)
                     atomic_torch_save(self._zs_weights, cache)
         return self._zs_weights.clone()  # callers own their copy
@@ -126,7 +127,7 @@ class EngineContext:
         tower = ImageClassifier(self.clip.visual, torch.nn.Identity())
         self._features[name] = predict(tower, split, self.protocol.eval_batch_size, self.device,
                                        self.autocast_dtype, self.num_workers)
-        if file is not None:  # features only: labels come from the split, so the cache holds none
+        if file is not None and distributed.launched().main:  # features only: labels come from the split, so the cache holds none
             file.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save(self._features[name][0], file)
         return self._features[name]

@@ -3,11 +3,26 @@ from __future__ import annotations
 
 import torch
 
+from bench.engine import distributed
 from bench.engine.batches import eval_batches
 
 
 @torch.no_grad()
 def predict(model, split, batch_size: int, device, autocast_dtype=None, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float, CPU) and labels of a split; under torchrun each rank predicts its shard and all get the whole."""
+    world = distributed.current()
+    if world.size > 1:
+        part = distributed.shard(len(split), world)
+        mine = split.subset(torch.arange(part.start, part.stop)) if len(part) else None
+        logits, labels = _predict(model, mine, batch_size, device, autocast_dtype, num_workers)
+        return distributed.gather_in_order(logits, labels)
+    return _predict(model, split, batch_size, device, autocast_dtype, num_workers)
+
+
+@torch.no_grad()
+def _predict(model, split, batch_size, device, autocast_dtype, num_workers):
+    if split is None:  # an empty shard (fewer examples than ranks)
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
     was_training = model.training
     model.eval()
     logits, labels = [], []

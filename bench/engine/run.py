@@ -18,6 +18,7 @@ import torch
 
 from bench import __version__
 from bench.datasets.check import failures
+from bench.engine import distributed
 from bench.engine.access import DataGuard, ProtocolViolation
 from bench.engine.context import EngineContext, prompt_templates
 from bench.engine.evaluation import evaluate
@@ -41,7 +42,8 @@ def _peak_memory_mb(device: torch.device) -> dict:
 
 def resolve_device(name: str | None) -> torch.device:
     if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        local = distributed.launched().local_rank  # under torchrun: this rank's GPU
+        return torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -88,6 +90,10 @@ def build_engine(p: Plan, request: RunRequest, cache_dir) -> EngineContext:
     if p.method_cls.trains and protocol.steps > 0 and train_size < protocol.batch_size:
         raise BenchError(f"the training split has {train_size} examples, fewer than batch_size={protocol.batch_size}; "
                          "lower it with --set batch_size=N")
+    world = distributed.current()
+    if protocol.batch_size % world.size:
+        raise BenchError(f"batch_size={protocol.batch_size} (the global batch) does not split evenly over {world.size} "
+                         f"processes; use a multiple of {world.size} (--set batch_size=N) or another --nproc_per_node")
     guard = DataGuard(protocol, p.method_cls.requires)
     workers = request.workers if request.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
     return EngineContext(protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
@@ -143,10 +149,16 @@ def execute(request: RunRequest, method_cls: type, dataset_cls: type, reporter=N
     method = build_method(p, engine, getattr(reporter, "trial", None))
     if request.search_only:  # extra search workers share the study; they never write the run's result
         return _execute(p, request, store, engine, method, started, reporter, stop_after)
+    if not distributed.current().main:  # under torchrun rank 0 holds the lock and decides; the others follow
+        if distributed.broadcast(None) == "skipped":
+            return store.load_record(final), "skipped"
+        return _execute(p, request, store, engine, method, started, reporter, stop_after)
     final.parent.mkdir(parents=True, exist_ok=True)
     with store.lock_for(final):  # one run of a configuration at a time; a second command waits, then skips
         store.recover(final)
-        if store.is_done(final) and not request.force:
+        skip = store.is_done(final) and not request.force
+        distributed.broadcast("skipped" if skip else "run")
+        if skip:
             return store.load_record(final), "skipped"
         return _execute(p, request, store, engine, method, started, reporter, stop_after)
 
@@ -156,17 +168,21 @@ def _execute(p: Plan, request: RunRequest, store: RunStore, engine, method, star
         # A method without a search builds its model before anything is written: a plugin that fails there
         # leaves no folder behind. A searching method builds after its search (AutoFT's model needs its result).
         model = None if p.method_cls.has_search() else _build(method)
-        folder = store.begin(p.config, request.force)  # only once the inputs are known to be good
+        writer = distributed.current().main or request.search_only  # under torchrun only rank 0 writes the store
+        folder = store.begin(p.config, request.force) if writer else None  # only once the inputs are known good
+        if not request.search_only:
+            folder = distributed.broadcast(folder)  # the other ranks work in (read the checkpoint of) rank 0's folder
         try:
             record, status, files = _run(p, request, engine, method, folder, started, reporter, stop_after, model)
         except KeyboardInterrupt:
             raise  # interrupted on purpose: the checkpoint is there to resume from
         except BaseException as exc:
-            if not request.search_only:  # an extra search worker never removes the folder it shares
+            if writer and not request.search_only:  # an extra search worker never removes the folder it shares
                 store.discard(folder, unconditionally=isinstance(exc, Diverged))  # nothing to resume: no orphan
             raise
-    if status == "done":
+    if status == "done" and writer:
         store.finish(folder, record, files)
+    distributed.barrier()  # the record is stored before any rank reports the run finished
     return record, status
 
 
@@ -198,7 +214,8 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
     if p.method_cls.has_search():
         workdir = folder.work / "search"  # the method's files; the engine's (checkpoint, record) stay its own
         workdir.mkdir(parents=True, exist_ok=True)
-        search_info = _snapshot(method.search(workdir, p.config_hash))
+        with distributed.local():  # under torchrun each rank is one more worker of the shared study
+            search_info = _snapshot(method.search(workdir, p.config_hash))
     timing["search_s"] = time.perf_counter() - t0
     if request.search_only:
         _refuse_if_violated(engine)
@@ -286,7 +303,7 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         "history": history,
         "timing": timing,
         "data_access": engine.guard.log(),
-        "env": environment(device),
+        "env": {**environment(device), "processes": distributed.current().size},  # >1: data parallel under torchrun
     }
     record = json.loads(json.dumps(record, default=str))  # the caller gets exactly what a later read gets
     return record, "done", {PREDICTIONS: blob}

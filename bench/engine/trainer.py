@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bench.engine import distributed
 from bench.errors import BenchError
 from bench.engine.batches import train_batches
 from bench.engine.evaluation import predict
@@ -107,7 +108,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         running = loss if running is None else 0.9 * running + 0.1 * loss
         evaluate_now = (step + 1) % p.eval_every == 0 or step + 1 == p.steps
         if evaluate_now or (step + 1) % LOG_EVERY == 0:
-            value = running.item()
+            value = distributed.mean(running).item()  # the global batch's running loss, the same on every rank
             if not math.isfinite(value):
                 raise Diverged(f"the loss became {value} between steps {checked} and {step}; lower the learning rate "
                                f"(--set lr=...)")
@@ -124,7 +125,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
                 torch.cuda.synchronize()
             result.seconds += time.perf_counter() - clock
             clock = time.perf_counter()
-            if checkpoint_path is not None and step + 1 < p.steps:
+            if checkpoint_path is not None and step + 1 < p.steps and distributed.current().main:
                 atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                    "rng": torch.get_rng_state(), "step": step + 1, "best_state": result.best_state,
                                    "best_step": result.best_step, "best_score": result.best_score,

@@ -36,10 +36,18 @@ def class_prompt_tokens(tokenizer, classnames, templates) -> torch.Tensor:
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch of normalised pairs (open_clip's ClipLoss, one process)."""
+    """Symmetric InfoNCE over the global batch of normalised pairs (open_clip's ClipLoss). Under torchrun each rank
+    holds a slice of the batch: as open_clip's distributed training does, every rank gathers all ranks' features
+    with their gradients (`gather_with_grad`) and scores its own pairs against all of them (`local_loss`), so the
+    mean over ranks, which the gradient averaging takes, is the one-process loss over the global batch."""
+    from bench.engine import distributed
     from bench.models import open_clip_module
 
-    return open_clip_module().ClipLoss()(image_features, text_features, scale)
+    world = distributed.current()
+    if world.size == 1:
+        return open_clip_module().ClipLoss()(image_features, text_features, scale)
+    loss = open_clip_module().ClipLoss(local_loss=True, gather_with_grad=True, rank=world.rank, world_size=world.size)
+    return loss(image_features, text_features, scale)
 
 
 class CLIPClassifier(nn.Module):
@@ -79,9 +87,14 @@ class CLIPClassifier(nn.Module):
 
 
 def sample_captions(class_tokens: torch.Tensor, labels: torch.Tensor, seed: int, step: int) -> torch.Tensor:
-    """One random template per image, drawn from (seed, step) so that a resumed run draws the same captions."""
+    """One random template per image, drawn from (seed, step) so that a resumed run draws the same captions; under
+    torchrun the draw is for the global batch and each rank takes its slice (the captions one process would use)."""
+    from bench.engine import distributed
+
+    world = distributed.current()
     gen = torch.Generator().manual_seed(seed_hash("captions", seed, step))
-    choice = torch.randint(class_tokens.shape[1], (len(labels),), generator=gen).to(labels.device)
+    choice = torch.randint(class_tokens.shape[1], (len(labels) * world.size,), generator=gen)
+    choice = choice[world.rank * len(labels) : (world.rank + 1) * len(labels)].to(labels.device)
     return class_tokens[labels, choice]
 
 
