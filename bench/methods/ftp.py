@@ -92,35 +92,45 @@ class AdamP(torch.optim.Optimizer):
             torch._foreach_mul_(update, [lr / (1 - beta1 ** st["step"]) for st in states])
             if wd:
                 torch._foreach_add_(update, params, alpha=lr * wd)
+            projected = []
             for p, state, step in zip(params, states, update):
-                anchor = state.get("anchor")
-                if anchor is None or not group["project"]:
+                if state.get("anchor") is None or not group["project"]:
                     p.sub_(step)
                 else:
-                    p.copy_(self._project(state, p, anchor, step, state["step"], group))
+                    projected.append((p, state, step))
+            if projected:
+                self._project(projected, group)
         return loss
 
     @staticmethod
-    def _project(state, p, anchor, update, t, group):
-        c_t = p - update - anchor
-        norms = row_l1(c_t)
-        if "gamma" not in state:
-            gamma = torch.full((), 1e-8, device=p.device)
-            state["gamma_m"] = torch.zeros((), device=p.device)
-            state["gamma_v"] = torch.zeros((), device=p.device)
-        else:
-            hyper_grad = (row_dot(p.grad, state["prev_c"]) * state["prev_scale"]).sum()
+    def _project(items, group):
+        """Project every anchored tensor of a group; the radii's Adam runs on all tensors' scalars at once."""
+        params = [p for p, _, _ in items]
+        c_t = torch._foreach_sub(params, [u for _, _, u in items])
+        torch._foreach_sub_(c_t, [st["anchor"] for _, st, _ in items])
+        norms = [row_l1(c) for c in c_t]
+        gammas = [st.get("gamma") for _, st, _ in items]
+        old = [i for i, g in enumerate(gammas) if g is not None]
+        if old:
+            states = [items[i][1] for i in old]
+            hyper_grad = torch.stack([(row_dot(items[i][0].grad, st["prev_c"]) * st["prev_scale"]).sum()
+                                      for i, st in zip(old, states)])
             hyper_grad = torch.where(hyper_grad > 0, hyper_grad * group["k"], hyper_grad)  # annealed, on the device
-            state["gamma_m"].mul_(0.9).add_(0.1 * hyper_grad)
-            state["gamma_v"].mul_(0.999).add_(0.001 * hyper_grad**2)
-            m_hat = state["gamma_m"] / (1 - 0.9**t)
-            v_hat = state["gamma_v"] / (1 - 0.999**t)
-            gamma = state["gamma"] - group["mu"] * m_hat / (v_hat.sqrt() + 1e-8)
-            gamma = torch.minimum(gamma.clamp_min(1e-8), norms.max())
-        state["gamma"] = gamma
-        state["prev_c"] = c_t
-        state["prev_scale"] = 1.0 / norms
-        return anchor + (gamma / norms).clamp(0, 1) * c_t
+            m = torch.stack([st["gamma_m"] for st in states]).mul_(0.9).add_(0.1 * hyper_grad)
+            v = torch.stack([st["gamma_v"] for st in states]).mul_(0.999).add_(0.001 * hyper_grad**2)
+            m_hat = m / torch.tensor([1 - 0.9 ** st["step"] for st in states], device=m.device)
+            v_hat = v / torch.tensor([1 - 0.999 ** st["step"] for st in states], device=m.device)
+            gamma = torch.stack([gammas[i] for i in old]) - group["mu"] * m_hat / (v_hat.sqrt() + 1e-8)
+            gamma = torch.minimum(gamma.clamp_min(1e-8), torch.stack([norms[i].max() for i in old]))
+            for j, (i, st) in enumerate(zip(old, states)):
+                st["gamma_m"], st["gamma_v"], gammas[i] = m[j], v[j], gamma[j]
+        for i, (p, st, _) in enumerate(items):
+            if gammas[i] is None:  # a tensor's first step: the radius starts at the anchor
+                gammas[i] = torch.full((), 1e-8, device=p.device)
+                st["gamma_m"] = torch.zeros((), device=p.device)
+                st["gamma_v"] = torch.zeros((), device=p.device)
+            st["gamma"], st["prev_c"], st["prev_scale"] = gammas[i], c_t[i], 1.0 / norms[i]
+            p.copy_(st["anchor"] + (gammas[i] / norms[i]).clamp(0, 1) * c_t[i])
 
 
 @register_method("ftp")
