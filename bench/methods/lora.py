@@ -94,7 +94,7 @@ class LoRAAttention(nn.Module):
     def forward(self, query, key=None, value=None, need_weights=False, attn_mask=None, key_padding_mask=None, **_):
         if (key is not None and key is not query) or (value is not None and value is not query) or need_weights \
                 or key_padding_mask is not None:
-            raise NotImplementedError("LoRA attention computes self-attention without weights or padding masks")
+            raise BenchError("LoRA attention computes self-attention only (no attention weights or padding masks)")
         x = query if self.batch_first else query.transpose(0, 1)  # (N, L, E)
         n, length, dim = x.shape
         heads = self.base.num_heads
