@@ -1,4 +1,4 @@
-"""The `bench` command: run, list, leaderboard."""
+"""The `bench` command: run, sweep, select, list, data, leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -85,6 +85,30 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     dl.add_argument("dataset")
     dl.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
 
+    sw = sub.add_parser("sweep", help="run a grid of methods x datasets x seeds x hyperparameter draws (missing runs only)")
+    sw.add_argument("--config", type=Path, help="a TOML file with the same keys (method, dataset, seed, hparams_seed, "
+                                                 "set, launcher, jobs, out, ...); flags given here win")
+    sw.add_argument("--method", nargs="+", help="one or more methods")
+    sw.add_argument("--dataset", nargs="+", help="one or more datasets (default tinyshift)")
+    sw.add_argument("--seed", type=int, nargs="+", help="seeds (default 0)")
+    sw.add_argument("--hparams-seed", dest="hparams_seed", type=int, nargs="+", help="hyperparameter draws (0 = defaults)")
+    sw.add_argument("--set", dest="set", action="append", metavar="KEY=VALUE", help="a setting for every job")
+    sw.add_argument("--model")
+    sw.add_argument("--pretrained")
+    sw.add_argument("--data-root", dest="data_root", default=os.environ.get("BENCH_DATA_ROOT"))
+    sw.add_argument("--out", type=Path, help="run store folder (default runs/)")
+    sw.add_argument("--launcher", choices=["local", "submitit"], help="local processes (default) or submitit")
+    sw.add_argument("--executor", choices=["local", "slurm"], help="submitit's executor (default local)")
+    sw.add_argument("--jobs", type=int, help="jobs at once (local: processes; slurm: array parallelism)")
+    sw.add_argument("--nproc-per-job", dest="nproc_per_job", type=int, help="processes per job under torchrun (local)")
+    sw.add_argument("--partition", help="SLURM partition")
+    sw.add_argument("--time-min", dest="time_min", type=int, help="SLURM time limit per job, minutes (default 60)")
+    sw.add_argument("--gpus-per-job", dest="gpus_per_job", type=int, help="GPUs per SLURM job")
+    sw.add_argument("--dry-run", action="store_true", help="list what would run, with time estimates from the store")
+
+    sel = sub.add_parser("select", help="pick each method's hyperparameters by ID-val over a sweep's draws")
+    sel.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
+
     lb = sub.add_parser("leaderboard", help="regenerate the leaderboard markdown from the run store")
     lb.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
     lb.add_argument("--out", type=Path, default=Path("LEADERBOARD.md"), help="markdown file to write")
@@ -166,6 +190,40 @@ def cmd_data(args) -> int:
     return 1 if failures(findings) else 0
 
 
+def cmd_sweep(args) -> int:
+    from bench.cli_output import print_sweep_plan, print_sweep_result, sweep_progress
+    from bench.sweep import estimate_seconds, expand, load_spec, run_local, run_submitit, state
+
+    keys = ("method", "dataset", "seed", "hparams_seed", "set", "model", "pretrained", "data_root", "out", "launcher",
+            "executor", "jobs", "nproc_per_job", "partition", "time_min", "gpus_per_job")
+    spec = load_spec(args.config, {k: getattr(args, k) for k in keys})
+    sweep = expand(spec)
+    states = {job: state(job, sweep.out) for job in sweep.jobs}
+    todo = [job for job in sweep.jobs if states[job] != "done"]
+    if args.dry_run:
+        print_sweep_plan(sweep.jobs, states, estimate_seconds(todo, sweep.out))
+        return 0
+    options = sweep.options
+    if options.get("launcher", "local") == "submitit":
+        outcomes = run_submitit(todo, sweep.out, sweep.out / ".submitit", options.get("executor", "local"),
+                                options.get("partition"), options.get("time_min", 60), options.get("gpus_per_job", 0),
+                                options.get("jobs", 1))
+    else:
+        with sweep_progress(len(todo)) as progress:
+            outcomes = run_local(todo, sweep.out, options.get("jobs", 1), options.get("nproc_per_job", 1), progress)
+    print_sweep_result(len(sweep.jobs) - len(todo), outcomes)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def cmd_select(args) -> int:
+    from bench.cli_output import print_selection
+    from bench.leaderboard.selection import select
+    from bench.store import RunStore
+
+    print_selection(select(RunStore(args.runs).records()))
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from bench.cli_output import console
     from bench.leaderboard import write_leaderboard
@@ -181,7 +239,8 @@ def main(argv=None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         args = build_parser(method_of(argv)).parse_args(argv)
-        commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "data": cmd_data}
+        commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "data": cmd_data,
+                    "sweep": cmd_sweep, "select": cmd_select}
         return commands[args.command](args)
     except BenchError as exc:
         message = str(exc)

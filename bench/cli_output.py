@@ -1,6 +1,8 @@
 """Terminal output for the CLI: rich progress while training, a one-screen summary, listings."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -155,4 +157,56 @@ def print_data_check(findings: list) -> None:
         table.add_row(f.dataset, f.split, f"[{colour[f.status]}]{f.status}[/]",
                       "" if f.count is None else str(f.count), "" if f.expected is None else str(f.expected),
                       "\n".join(f.notes))
+    console.print(table)
+
+
+def print_sweep_plan(jobs, states: dict, estimates: dict) -> None:
+    table = Table(title=f"sweep: {len(jobs)} jobs")
+    for column in ("job", "state", "estimate"):
+        table.add_column(column)
+    total = 0.0
+    for job in jobs:
+        est = estimates.get(job) if states[job] != "done" else None
+        total += est or 0.0
+        table.add_row(job.label, states[job], "–" if est is None else f"{est:.0f}s")
+    console.print(table)
+    todo = sum(1 for job in jobs if states[job] != "done")
+    console.print(f"would run {todo} of {len(jobs)} (the others are done); estimated {total:.0f}s of runs "
+                  "(from the store's finished runs of the same method and dataset; '–' where there are none)")
+
+
+@contextmanager
+def sweep_progress(total: int):
+    """A callback(outcomes, running) that shows done / running / failed."""
+    progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("done {task.fields[done]}  running {task.fields[running]}  failed {task.fields[failed]}"),
+                        TimeElapsedColumn(), console=console, transient=False)
+    task = progress.add_task("sweep", total=total, done=0, running=0, failed=0)
+
+    def update(outcomes, running):
+        failed = sum(1 for o in outcomes if o.status == "failed")
+        progress.update(task, completed=len(outcomes), done=len(outcomes) - failed, running=running, failed=failed)
+
+    with progress:
+        yield update
+
+
+def print_sweep_result(already_done: int, outcomes) -> None:
+    failed = [o for o in outcomes if o.status == "failed"]
+    console.print(f"sweep: {len(outcomes) - len(failed)} ran, {already_done} were already done, {len(failed)} failed")
+    for o in failed:
+        console.print(f"  failed: {o.job.label}: {o.error}", markup=False)
+
+
+def print_selection(selections) -> None:
+    table = Table(title="selection by mean ID-val over seeds")
+    for column in ("dataset", "model", "method", "draws", "chosen draw", "seeds", "mean ID-val", "hyperparameters"):
+        table.add_column(column)
+    import json
+
+    for s in selections:
+        c = s.chosen
+        hp = ", ".join(f"{k}={v}" for k, v in json.loads(c.hparams).items())
+        table.add_row(s.dataset, s.model, s.method, str(s.draws), ", ".join(map(str, c.hparams_seeds)),
+                      str(len(c.seeds)), f"{c.id_val:.2f} {s.metric}", hp)
     console.print(table)

@@ -54,8 +54,12 @@ class Leaderboard:
     problems: list  # (run folder, reason) of finished runs whose record fails the schema
 
     def markdown(self, runs: Path, assets: str | None, calibration: bool = False) -> str:
-        return render(self.sections, known_protocols(), len(self.records), len(self.unfinished), assets,
+        from bench.leaderboard.selection import select, selection_markdown
+
+        text = render(self.sections, known_protocols(), len(self.records), len(self.unfinished), assets,
                       load_step_benchmarks(runs), self.problems, calibration)
+        chosen = selection_markdown(select(self.records))  # only where a sweep drew several configurations
+        return text + ("\n" + chosen if chosen else "")
 
 
 def collect(runs: Path) -> Leaderboard:

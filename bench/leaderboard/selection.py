@@ -1,0 +1,72 @@
+"""Selection across a sweep's hyperparameter draws (DomainBed's training-domain validation): per dataset, protocol,
+model and method, the configuration whose mean ID-validation score over its seeds is highest. Only ID validation
+data enters; test splits never do."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    hparams: str  # canonical JSON of the hyperparameters
+    hparams_seeds: tuple[int, ...]
+    seeds: tuple[int, ...]
+    id_val: float  # mean over seeds of the ID-val headline metric of the reported variant
+
+
+@dataclass(frozen=True)
+class Selection:
+    dataset: str
+    protocol: str
+    model: str
+    method: str
+    metric: str
+    chosen: Candidate
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def draws(self) -> int:
+        return len(self.candidates)
+
+
+def id_val_score(record: dict) -> float:
+    split = record.get("selection", {}).get("split", "id_val")
+    return float(record["metrics"][split][record["metric"]])
+
+
+def select(records: list[dict]) -> list[Selection]:
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for r in records:
+        model = f"{r['model']['arch']} ({r['model']['pretrained']})"
+        key = (r["dataset"], r["protocol"]["id"], model, r["method"], r["metric"], r["official"])
+        groups.setdefault(key, {}).setdefault(json.dumps(r["hparams"], sort_keys=True), []).append(r)
+    out = []
+    for (dataset, protocol, model, method, metric, _), configs in sorted(groups.items()):
+        candidates = []
+        for hparams, runs in sorted(configs.items()):
+            scores = [id_val_score(r) for r in runs]
+            candidates.append(Candidate(hparams, tuple(sorted({r["hparams_seed"] for r in runs})),
+                                        tuple(sorted(r["seed"] for r in runs)), sum(scores) / len(scores)))
+        # highest mean ID-val; ties: more seeds, then the earliest draw
+        chosen = max(candidates, key=lambda c: (c.id_val, len(c.seeds), -min(c.hparams_seeds)))
+        out.append(Selection(dataset, protocol, model, method, metric, chosen, tuple(candidates)))
+    return out
+
+
+def selection_markdown(selections: list[Selection]) -> str:
+    """A table of the methods chosen from several draws ('' when no method has more than one)."""
+    several = [s for s in selections if s.draws > 1]
+    if not several:
+        return ""
+    lines = ["## Selection across hyperparameter draws", "",
+             "Per dataset, protocol, model and method: the draw with the highest mean ID-val score over its seeds "
+             "(training-domain validation, as DomainBed; no test data). `bench select` prints the same.", "",
+             "| dataset | protocol | model | method | draws | chosen draw | seeds | mean ID-val | hyperparameters |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in several:
+        c = s.chosen
+        hp = ", ".join(f"{k}={v}" for k, v in json.loads(c.hparams).items())
+        lines.append(f"| {s.dataset} | {s.protocol} | {s.model} | {s.method} | {s.draws} | "
+                     f"{', '.join(map(str, c.hparams_seeds))} | {len(c.seeds)} | {c.id_val:.2f} {s.metric} | {hp} |")
+    return "\n".join(lines) + "\n"
