@@ -113,9 +113,10 @@ def test_search_ignores_ood_test_data(tmp_path, monkeypatch):
     assert dirty["summary"]["ood_avg"] != clean["summary"]["ood_avg"]
 
 
-def _worker(store: Path, trials: int) -> subprocess.Popen:
+def _worker(store: Path, trials: int, storage: str | None = None) -> subprocess.Popen:
     argv = [sys.executable, "-m", "bench", "run", "--method", "autoft", "--search-only", "--quiet", "--out", str(store),
             "--trials", str(trials), "--inner-steps", "2", "--ood-val-size", "60"] + [x for s in TINY for x in ("--set", s)]
+    argv += ["--storage", storage] if storage else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -1,6 +1,5 @@
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest

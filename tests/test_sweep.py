@@ -1,7 +1,5 @@
 """`bench sweep` (local processes and submitit's local executor), re-runs that run nothing, failures that do not stop
 the rest, dry-run estimates, and `bench select` over the draws feeding the leaderboard."""
-import json
-from pathlib import Path
 
 import pytest
 

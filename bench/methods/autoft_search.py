@@ -4,7 +4,10 @@ Default storage: an Optuna journal file inside the run folder (no server; severa
 shared file system). Any Optuna storage URL (e.g. postgresql://...) works for several machines. Workers claim trials
 under a file lock, so the requested total is met exactly (across machines with an RDB storage the lock is per
 machine and the total can overshoot by at most the number of workers minus one). A killed worker's trial is marked
-failed when a worker on the same host finds its process gone; a re-run then continues the trial count.
+failed when a worker on the same host finds its process gone; a re-run then continues the trial count. With a
+database (RDB URL) every running trial also sends Optuna heartbeats: a trial whose worker stopped beating for the
+grace period, on any machine, is failed by the next worker and retried with the same parameters (Optuna's
+RetryFailedTrialCallback), so a dead machine's trial is not lost.
 """
 from __future__ import annotations
 
@@ -18,6 +21,12 @@ from bench.errors import BenchError
 from bench.store import atomic_write_json
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+HEARTBEAT_S = 5  # a database-backed trial's heartbeat period
+
+
+def grace_period() -> int:
+    """Seconds without a heartbeat after which a trial counts as dead (BENCH_AUTOFT_GRACE_S; tests shorten it)."""
+    return int(os.environ.get("BENCH_AUTOFT_GRACE_S", "60"))
 
 
 def _optuna():
@@ -30,7 +39,16 @@ def _optuna():
 def make_storage(url: str | None, folder: Path):
     optuna = _optuna()
     if url and "://" in url:
-        return url
+        import warnings
+
+        storages = optuna.storages
+        if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9 renamed the retry hook
+            retry = {"heartbeat_stale_trial_callback": storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
+        else:
+            retry = {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=3)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeats are marked experimental in some Optuna versions
+            return storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=grace_period(), **retry)
     path = Path(url) if url else folder / "search.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     check_journal(path)
@@ -76,7 +94,8 @@ def open_study(name: str, storage, sampler_seed: int):
         return optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize",
                                    load_if_exists=True)
     except Exception as exc:  # bad URLs, unreachable servers, unreadable journals
-        where = storage if isinstance(storage, str) else "its journal file"
+        url = getattr(getattr(storage, "engine", None), "url", None)
+        where = storage if isinstance(storage, str) else (f"database {url!r}" if url else "its journal file")
         raise BenchError(f"cannot open the AutoFT study {name!r} in {where}: {str(exc).splitlines()[0][:160]}")
 
 
@@ -110,6 +129,37 @@ def fail_stale_trials(study) -> int:
     return len(stale)
 
 
+def _beats(study) -> bool:
+    interval = getattr(study._storage, "get_heartbeat_interval", None)
+    return callable(interval) and interval() is not None
+
+
+class _heartbeat:
+    """While a trial runs on a heartbeat-enabled storage, record a heartbeat every HEARTBEAT_S seconds."""
+
+    def __init__(self, study, trial):
+        import threading
+
+        self.storage, self.trial_id = study._storage, trial._trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True) if _beats(study) else None
+
+    def _beat(self):
+        while not self.stop.is_set():
+            self.storage.record_heartbeat(self.trial_id)
+            self.stop.wait(HEARTBEAT_S)
+
+    def __enter__(self):
+        if self.thread:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.thread:
+            self.stop.set()
+            self.thread.join()
+
+
 def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, reporter=None, sampler_seed=None) -> int:
     """Work on the study until `total` trials are complete or claimed; returns how many this worker ran.
 
@@ -122,6 +172,8 @@ def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, report
     while True:
         with file_lock(lock):
             fail_stale_trials(study)
+            if _beats(study):
+                optuna.storages.fail_stale_trials(study)  # no heartbeat for the grace period: failed and re-enqueued
             complete = len(study.get_trials(deepcopy=False, states=(COMPLETE,)))
             running = len(study.get_trials(deepcopy=False, states=(RUNNING,)))
             if complete + running >= total:
@@ -132,7 +184,8 @@ def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, report
             trial.set_user_attr("worker", WORKER)
         start = time.perf_counter()
         try:
-            value = objective(trial)
+            with _heartbeat(study, trial):
+                value = objective(trial)
         except BaseException:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
