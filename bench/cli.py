@@ -66,6 +66,8 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=int, help="DataLoader workers for on-disk data (default: 8 on a GPU, 0 on the CPU)")
     run.add_argument("--reduced", action="store_true", help="the protocol's documented quick budget (unofficial)")
+    run.add_argument("--track", choices=["tensorboard", "wandb", "mlflow"],
+                     help="also log curves and summary there (the package must be installed; off by default)")
     if method_cls is not None:
         add_method_options(run, method_cls)
         # unknown flags are reported by the top parser; point at the help that lists this method's own flags
@@ -135,6 +137,9 @@ def cmd_run(args) -> int:
             settings.append(f"{option.setting}={value}")
         else:
             options[option.dest] = value
+    from bench.tracking import Tracker, TrackingReporter, check_tracker
+
+    check_tracker(args.track)
     main_rank = distributed_init()  # under torchrun: join the group; only rank 0 reports
     for seed in args.seed:
         request = RunRequest(method=args.method, dataset=args.dataset, seed=seed, model=args.model,
@@ -142,8 +147,21 @@ def cmd_run(args) -> int:
                              out=args.out, force=args.force, data_root=args.data_root, device=args.device,
                              options=options, search_only=getattr(args, "search_only", False),
                              reduced=args.reduced, workers=args.workers)
-        reporter = None if args.quiet or not main_rank else RichReporter(f"{args.method} on {args.dataset} seed {seed}")
-        record, status = execute(request, reporter)
+        label = f"{args.method} on {args.dataset} seed {seed}"
+        reporter = None if args.quiet or not main_rank else RichReporter(label)
+        tracker = None
+        if args.track and main_rank:
+            name = f"{args.method}-{args.dataset}-seed{seed}-draw{args.hparams_seed}"
+            tracker = Tracker(args.track, name, Path(args.out) / ".tracking", {"method": args.method, "dataset":
+                              args.dataset, "seed": seed, "hparams_seed": args.hparams_seed, "settings": settings})
+            reporter = TrackingReporter(tracker, reporter)
+        try:
+            record, status = execute(request, reporter)
+            if tracker is not None and status == "done":
+                tracker.summary(record)
+        finally:
+            if tracker is not None:
+                tracker.close()
         if main_rank:
             print_summary(record, status)
     if main_rank:

@@ -87,3 +87,29 @@ def test_sweep_config_file_and_bad_sweeps_fail_before_anything_runs(tmp_path, ca
         err = capsys.readouterr().err
         assert fragment in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists() and not (tmp_path / "runs").exists()
+
+
+def test_tensorboard_tracking_logs_curves_and_summary(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is in the test extras; absent only in a bare install")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "runs"
+    assert main(["run", "--method", "ft", "--out", str(out), "--quiet", "--track", "tensorboard",
+                 *[x for s in ["steps=20", "eval_every=10", "batch_size=32", "warmup=2"] for x in ("--set", s)]]) == 0
+    logdir = next((out / ".tracking").iterdir())
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    record = RunStore(out).records()[0]
+    assert [e.step for e in events.Scalars("train/loss")] == [10, 20]
+    assert [round(e.value, 3) for e in events.Scalars("id_val/score")] == [round(h["id_val_acc"], 3) for h in record["history"]]
+    assert events.Scalars("summary/ood_avg")[0].value == pytest.approx(record["summary"]["ood_avg"])
+
+
+def test_tracking_is_off_by_default_and_a_missing_package_is_one_line(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    assert main(["run", "--method", "ft", "--out", str(tmp_path / "runs"), "--track", "mlflow"]) == 2
+    assert "--track mlflow needs the mlflow package: pip install mlflow" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
