@@ -222,7 +222,9 @@ def cmd_sweep(args) -> int:
         print_sweep_plan(sweep.jobs, states, estimate_seconds(todo, sweep.out))
         return 0
     options = sweep.options
-    if options.get("launcher", "local") == "submitit":
+    if not todo:
+        outcomes = []
+    elif options.get("launcher", "local") == "submitit":
         outcomes = run_submitit(todo, sweep.out, sweep.out / ".submitit", options.get("executor", "local"),
                                 options.get("partition"), options.get("time_min", 60), options.get("gpus_per_job", 0),
                                 options.get("jobs", 1))

@@ -113,3 +113,23 @@ def test_tracking_is_off_by_default_and_a_missing_package_is_one_line(tmp_path, 
     assert main(["run", "--method", "ft", "--out", str(tmp_path / "runs"), "--track", "mlflow"]) == 2
     assert "--track mlflow needs the mlflow package: pip install mlflow" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_submitit_on_a_real_single_node_slurm_cluster(tmp_path, capsys, monkeypatch):
+    from slurm_cluster import slurm_cluster, unavailable
+
+    reason = unavailable()
+    if reason:
+        print(f"SLURM test not run: {reason}")  # shown with -rP / in CI logs
+        pytest.skip(reason)
+    out = tmp_path / "runs"
+    with slurm_cluster() as conf:
+        monkeypatch.setenv("SLURM_CONF", str(conf))
+        assert sweep(out, "--method", "ft", "--seed", "0", "1", "--launcher", "submitit", "--executor", "slurm",
+                     "--jobs", "2", "--time-min", "10") == 0
+        assert "sweep: 2 ran, 0 were already done, 0 failed" in capsys.readouterr().out
+        assert sweep(out, "--method", "ft", "--seed", "0", "1", "--launcher", "submitit", "--executor", "slurm") == 0
+        assert "sweep: 0 ran, 2 were already done, 0 failed" in capsys.readouterr().out
+    assert {r["seed"] for r in RunStore(out).records()} == {0, 1}
+    scripts = list((out / ".submitit").glob("*_submission.sh"))
+    assert scripts and "#SBATCH" in scripts[0].read_text()  # submitted through sbatch, as a job array
