@@ -30,14 +30,18 @@ class Selection:
         return len(self.candidates)
 
 
-def id_val_score(record: dict) -> float:
+def id_val_score(record: dict) -> float | None:
+    """The record's ID-val headline metric (None where it has none: it cannot be selected by ID val)."""
     split = record.get("selection", {}).get("split", "id_val")
-    return float(record["metrics"][split][record["metric"]])
+    value = record.get("metrics", {}).get(split, {}).get(record.get("metric"))
+    return None if value is None else float(value)
 
 
 def select(records: list[dict]) -> list[Selection]:
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in records:
+        if id_val_score(r) is None:
+            continue
         model = f"{r['model']['arch']} ({r['model']['pretrained']})"
         key = (r["dataset"], r["protocol"]["id"], model, r["method"], r["metric"], r["official"])
         groups.setdefault(key, {}).setdefault(json.dumps(r["hparams"], sort_keys=True), []).append(r)
