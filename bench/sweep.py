@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,16 +144,18 @@ def run_local(jobs: list[Job], out: Path, parallel: int = 1, nproc_per_job: int 
             launcher = [sys.executable, "-m", "bench"] if nproc_per_job == 1 else \
                 [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc_per_job),
                  "-m", "bench"]
-            proc = subprocess.Popen(launcher + job.argv(out), env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
-            running[proc] = (job, slot, time.perf_counter())
+            log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty job can never block on it
+            proc = subprocess.Popen(launcher + job.argv(out), env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+            running[proc] = (job, slot, time.perf_counter(), log)
             if progress:
                 progress(outcomes, len(running))
         time.sleep(0.2)
         for proc in [p for p in running if p.poll() is not None]:
-            job, slot, started = running.pop(proc)
+            job, slot, started, log = running.pop(proc)
             free_slots.append(slot)
-            err = proc.stderr.read() if proc.stderr else ""
+            log.seek(0)
+            err = log.read()
+            log.close()
             lines = [line for line in err.splitlines() if line.strip().startswith("bench:")] or err.splitlines()[-1:]
             outcomes.append(Outcome(job, "done" if proc.returncode == 0 else "failed",
                                     lines[-1].strip() if proc.returncode else "", time.perf_counter() - started))
@@ -162,13 +165,14 @@ def run_local(jobs: list[Job], out: Path, parallel: int = 1, nproc_per_job: int 
 
 
 def run_job(argv: list[str]) -> int:
-    """One job inside a submitit worker (a picklable entry point): the same `bench run` a local job runs."""
-    from bench.cli import main
-
-    code = main(argv)
-    if code:
-        raise RuntimeError(f"bench {' '.join(argv)} exited with {code}")
-    return code
+    """One job inside a submitit worker (a picklable entry point): the same `bench run` process a local job runs."""
+    done = subprocess.run([sys.executable, "-m", "bench", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    if done.returncode:
+        lines = [line for line in done.stderr.splitlines() if line.strip().startswith("bench:")] or \
+            done.stderr.splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise RuntimeError(lines[-1].strip())
+    return 0
 
 
 def run_submitit(jobs: list[Job], out: Path, folder: Path, executor: str = "local", partition: str | None = None,

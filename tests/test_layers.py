@@ -20,7 +20,7 @@ FLOORS = (  # lowest first
     ("engine", ("bench.engine",)),
     ("methods", ("bench.methods",)),
     ("leaderboard", ("bench.leaderboard",)),
-    ("application", ("bench.runner", "bench.benchmarking", "bench.data_cli")),
+    ("application", ("bench.runner", "bench.benchmarking", "bench.data_cli", "bench.sweep", "bench.tracking")),
     ("cli", ("bench.cli", "bench.cli_output", "bench.__main__")),
 )
 
