@@ -78,8 +78,13 @@ def load_spec(config: Path | None, cli: dict) -> dict:
     """The sweep's settings: a TOML file's (if any), then the command line's (which win where given)."""
     spec = {}
     if config is not None:
-        import tomllib
-
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise BenchError("--config needs Python >= 3.11 or the tomli package (pip install tomli)")
         try:
             spec = tomllib.loads(Path(config).read_text())
         except FileNotFoundError:
