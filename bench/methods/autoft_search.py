@@ -48,7 +48,7 @@ def make_storage(url: str | None, folder: Path):
             retry = {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=3)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeats are marked experimental in some Optuna versions
-            return storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=grace_period(), **retry)
+            return rdb_storage(url, heartbeat_interval=HEARTBEAT_S, grace_period=grace_period(), **retry)
     path = Path(url) if url else folder / "search.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     check_journal(path)
@@ -72,12 +72,26 @@ def check_journal(path: Path) -> None:
                                  "the search over") from None
 
 
+def rdb_storage(url: str, attempts: int = 5, **kwargs):
+    """Optuna's RDBStorage; several workers starting at once on a fresh database race to create its tables (one
+    gets a unique-constraint error), so creation is retried a few times before the error counts."""
+    optuna = _optuna()
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as exc:
+            if attempt == attempts - 1 or not any(w in str(exc) for w in ("UniqueViolation", "IntegrityError",
+                                                                            "already exists", "duplicate key")):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
 def validate_storage(url: str) -> None:
     """Fail before any run folder is made: an unreachable database or an unwritable journal location."""
     optuna = _optuna()
     try:
         if "://" in url:
-            optuna.storages.RDBStorage(url)
+            rdb_storage(url)
         else:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
             with open(url, "a"):
