@@ -34,24 +34,24 @@ def _check_complete(store, url, total):
 
 def test_two_workers_share_one_postgresql_study(database, tmp_path):
     store = tmp_path / "runs"
-    workers = [_worker(store, 6, database), _worker(store, 6, database)]
+    workers = [_worker(store, 4, database), _worker(store, 4, database)]
     for w in workers:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
-    _check_complete(store, database, 6)
+    _check_complete(store, database, 4)
     assert not list(store.rglob("search.journal"))  # the study lives in the database
 
 
 def test_kill_9_of_a_postgresql_worker_loses_and_repeats_no_trial(database, tmp_path):
     store = tmp_path / "runs"
-    victim, other = _worker(store, 7, database), _worker(store, 7, database)
+    victim, other = _worker(store, 5, database), _worker(store, 5, database)
     _kill_after_trials(victim, store, 1)
     _, err = other.communicate(timeout=300)
     assert other.returncode == 0, err
-    rerun = _worker(store, 7, database)
+    rerun = _worker(store, 5, database)
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
-    _check_complete(store, database, 7)
+    _check_complete(store, database, 5)
 
 
 def test_a_trial_without_heartbeats_is_failed_and_retried_with_its_parameters(database, tmp_path, monkeypatch):

@@ -88,7 +88,6 @@ def rdb_storage(url: str, attempts: int = 5, **kwargs):
 
 def validate_storage(url: str) -> None:
     """Fail before any run folder is made: an unreachable database or an unwritable journal location."""
-    optuna = _optuna()
     try:
         if "://" in url:
             rdb_storage(url)
