@@ -188,8 +188,7 @@ def run_submitit(jobs: list[Job], out: Path, folder: Path, executor: str = "loca
         import submitit
     except ImportError:
         raise BenchError("the submitit launcher needs the submitit package: pip install submitit")
-    kind = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}.get(executor)
-    if kind is None:
+    if executor not in ("local", "slurm"):
         raise BenchError(f"unknown submitit executor {executor!r}; use local or slurm")
     ex = submitit.AutoExecutor(folder=str(folder), cluster=executor)
     params = {"timeout_min": int(time_min), "slurm_array_parallelism": int(parallel)}
