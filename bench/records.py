@@ -65,6 +65,10 @@ RECORD_SCHEMA = {
         "predictions": {"type": "object", "required": ["file", "sha256"],
                         "properties": {"file": {"type": "string", "pattern": "^[a-z0-9_.-]+$"},
                                        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+        # the selected model's weights (runs that trained; records before it have none): what soups and post-hoc methods read
+        "weights": {"type": "object", "required": ["file", "sha256"],
+                    "properties": {"file": {"type": "string", "pattern": "^[a-z0-9_.-]+$"},
+                                   "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
         "evaluation": {"type": "object", "required": ["variants", "reported"],
                        "properties": {"variants": {"type": "object", "minProperties": 1,
                                                    "additionalProperties": _NUMBER_OR_NULL},

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from test_end_to_end import BUILTINS, EXTRA
 
-from conftest import TINY, run_method
+from conftest import INPUT_RUNS, TINY, run_method
+
+# Every training method, and TPGM for the methods built from finished runs (its radii are learned per rank, alone,
+# on the same batches; soups, Model Stock and LiNeS score candidates through the same sharded prediction).
+DATA_PARALLEL = [m for m in BUILTINS if m not in INPUT_RUNS or m == "tpgm"]
 
 BUDGET = ["steps=30", "eval_every=5", "batch_size=32", "warmup=2"]  # 6 checkpoints: room to kill in between
 
@@ -36,19 +40,26 @@ def torchrun(method: str, store: Path, settings, procs: int = 2, wait: bool = Tr
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
 
 
-def only_record(store: Path) -> dict:
-    records = list(store.rglob("record.json"))
+def only_record(store: Path, method: str | None = None) -> dict:
+    records = [json.loads(p.read_text()) for p in store.rglob("record.json")]
+    records = [r for r in records if method is None or r["method"] == method]
     assert len(records) == 1
-    return json.loads(records[0].read_text())
+    return records[0]
 
 
-@pytest.mark.parametrize("method", BUILTINS)
+@pytest.mark.parametrize("method", DATA_PARALLEL)
 def test_two_processes_give_the_one_process_record(method, tmp_path):
+    import shutil
+
     settings = list(TINY) + EXTRA.get(method, [])
+    for seed, hparams_seed in INPUT_RUNS.get(method, ()):  # the same finished ft runs in both stores
+        run_method("ft", tmp_path / "one", seed=seed, hparams_seed=hparams_seed)
+    if method in INPUT_RUNS:
+        shutil.copytree(tmp_path / "one", tmp_path / "two")
     one, _ = run_method(method, tmp_path / "one", settings=EXTRA.get(method, ()))
     done = torchrun(method, tmp_path / "two", settings)
     assert done.returncode == 0, done.stderr[-2000:]
-    two = only_record(tmp_path / "two")
+    two = only_record(tmp_path / "two", method)
     assert two["run_id"] == one["run_id"] and two["env"]["processes"] == 2 and one["env"]["processes"] == 1
     assert set(two["metrics"]) == set(one["metrics"]) and set(two["variants"]) == set(one["variants"])
     if method == "autoft":  # its search's trials are split between the two ranks (two workers of one study)

@@ -3,7 +3,7 @@ import pytest
 from bench.datasets.domainnet import DomainNet
 from bench.errors import BenchError
 from bench.models import load_clip
-from conftest import run_method
+from conftest import run_method, run_with_inputs
 from fixtures import make_domainnet
 from test_wilds import ALL_METHODS, EXTRA, TINY_REAL
 
@@ -22,9 +22,9 @@ def info():
 
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_every_method_runs_on_fixture_domainnet(method, data_root, tmp_path):
-    record, status = run_method(method, tmp_path / "runs", dataset="domainnet", data_root=data_root,
-                                model="bench-tinyclip", pretrained="tinyshift", base_settings=False,
-                                settings=TINY_REAL + EXTRA.get(method, []))
+    record, status = run_with_inputs(method, tmp_path / "runs", dataset="domainnet", data_root=data_root,
+                                     model="bench-tinyclip", pretrained="tinyshift", base_settings=False,
+                                     settings=TINY_REAL, extra=EXTRA.get(method, []))
     assert status == "done"
     evaluated = {"id_val", "id_test", "sketch", "painting", "clipart", "infograph"}
     assert set(record["metrics"]) == evaluated | ({"ood_val"} if method == "autoft" else set())  # OOD val: its reader

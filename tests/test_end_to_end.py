@@ -12,13 +12,15 @@ from bench.plugins import load_plugin
 from bench.engine.access import ProtocolViolation
 from bench.protocols.tinyshift import TINYSHIFT
 from bench.store import RunStore
-from conftest import TINY, run_method
+from conftest import INPUT_RUNS, TINY, run_method, run_with_inputs
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "label_smoothing_plugin.py"
 load_plugin(EXAMPLE_PLUGIN)
-BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft"]
+BUILTINS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft", "lipsum",
+            "tpgm", "lines", "soup-uniform", "soup-greedy", "modelstock"]
 EXTRA = {"autoft": ["trials=2", "inner_steps=2", "ood_val_size=60"],  # a tiny search budget
-         "lp": ["c_steps=6"], "lpft": ["c_steps=6"]}  # a short C sweep (standardised features converge slowly)
+         "lp": ["c_steps=6"], "lpft": ["c_steps=6"],  # a short C sweep (standardised features converge slowly)
+         "tpgm": ["iters=5"], "lipsum": ["texts=8"]}
 SPLITS = {"id_val", "id_test", *TINYSHIFT.ood_test_splits}  # + ood_val for the methods that read it
 
 
@@ -73,11 +75,14 @@ def test_per_example_predictions_reproduce_every_metric(store):
 
 @pytest.mark.parametrize("method", BUILTINS + ["ls-ft"])
 def test_every_method_produces_a_complete_record(method, store):
-    record, status = run_method(method, store, settings=EXTRA.get(method, ()))
+    record, status = run_with_inputs(method, store, extra=EXTRA.get(method, ()))
     assert status == "done"
     check_record(record, method)
     on_disk = RunStore(store).records()
-    assert len(on_disk) == 1 and on_disk[0]["run_id"] == record["run_id"]
+    assert len(on_disk) == 1 + len(INPUT_RUNS.get(method, ())) and record["run_id"] in {r["run_id"] for r in on_disk}
+    inputs = [r["run_id"] for r in on_disk if r["method"] == "ft" and method != "ft"]
+    assert sorted(record["config"].get("inputs", [])) == sorted(inputs)  # a consumer names the runs it started from
+    assert ("weights" in record) == (METHODS.get(method).trains)  # a trained model is kept for consumers
     if method in ("wiseft", "flyp", "ftp", "autoft", "lora"):  # weight-ensemble variants: the "+WE" rows
         assert {f"alpha={a:g}" for a in (0, 0.5, 1)} <= set(record["variants"])
     if METHODS.get(method).trains:

@@ -6,7 +6,7 @@ from PIL import Image
 from bench.datasets.imagenet import ImageNet
 from bench.errors import BenchError
 from bench.models import load_clip
-from conftest import run_method
+from conftest import run_method, run_with_inputs
 from fixtures import IMAGENET_WNIDS, make_imagenet_family
 from test_wilds import ALL_METHODS, EXTRA, TINY_REAL
 
@@ -30,9 +30,9 @@ def ds(root):
 
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_every_method_runs_on_fixture_imagenet(method, root, store):
-    record, status = run_method(method, store, dataset="imagenet", data_root=root, model="bench-tinyclip",
-                                pretrained="tinyshift", base_settings=False,
-                                settings=TINY_REAL + ["prompts=simple"] + EXTRA.get(method, []))
+    record, status = run_with_inputs(method, store, dataset="imagenet", data_root=root, model="bench-tinyclip",
+                                     pretrained="tinyshift", base_settings=False,
+                                     settings=TINY_REAL + ["prompts=simple"], extra=EXTRA.get(method, []))
     assert status == "done" and record["official"] is False
     assert set(record["metrics"]) == {"id_val", "id_test", *OOD} | ({"ood_val"} if method == "autoft" else set())
     assert record["summary"]["ood_avg"] == pytest.approx(sum(record["metrics"][s]["acc"] for s in OOD) / 5)

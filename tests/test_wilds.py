@@ -8,12 +8,14 @@ from bench.datasets.images import open_image
 from bench.datasets.wilds_data import FMoW, IWildCam, avg_over_groups
 from bench.errors import BenchError
 from bench.models import load_clip
-from conftest import run_method
+from conftest import run_method, run_with_inputs
 from fixtures import make_fmow, make_iwildcam
 
 TINY_REAL = ["steps=4", "eval_every=2", "batch_size=8", "warmup=1", "eval_batch_size=16"]
-ALL_METHODS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft"]
-EXTRA = {"autoft": ["trials=2", "inner_steps=1", "ood_val_size=5"], "lp": ["c_steps=3"], "lpft": ["c_steps=3"]}
+ALL_METHODS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft", "lipsum",
+               "tpgm", "lines", "soup-uniform", "soup-greedy", "modelstock"]
+EXTRA = {"autoft": ["trials=2", "inner_steps=1", "ood_val_size=5"], "lp": ["c_steps=3"], "lpft": ["c_steps=3"],
+         "tpgm": ["iters=3"], "lipsum": ["texts=8"]}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,8 @@ def info():
 
 
 def _run(method, dataset, data_root, store):
-    return run_method(method, store, dataset=dataset, data_root=data_root, model="bench-tinyclip",
-                      pretrained="tinyshift", settings=TINY_REAL + EXTRA.get(method, []), base_settings=False)
+    return run_with_inputs(method, store, dataset=dataset, data_root=data_root, model="bench-tinyclip",
+                           pretrained="tinyshift", settings=TINY_REAL, extra=EXTRA.get(method, []), base_settings=False)
 
 
 @pytest.mark.parametrize("dataset", ["iwildcam", "fmow"])

@@ -99,21 +99,36 @@ def plan(request: RunRequest, method_cls: type, dataset_cls: type) -> Plan:
                 dict(request.options), method_cls.description, config_hash(config), inputs)
 
 
-INPUT_FIELDS = ("run_id", "method", "seed", "hparams", "selection", "path")  # no test metric ever reaches a method
+INPUT_FIELDS = ("run_id", "method", "seed", "hparams_seed", "hparams", "selection")  # never a test metric
+INPUT_WEIGHTS = "weights.safetensors"
 
 
 def consumed_runs(store_root: Path, method_cls, config: dict) -> tuple[dict, ...]:
     """The finished runs a consuming method starts from: those of the methods it names, on the same dataset,
-    protocol and model, each reduced to what training may know of it."""
+    protocol and model, narrowed by the method's `pick_inputs`, each reduced to what training may know of it plus
+    the engine's own fields (`path`, `weights_sha256`, `total_s`), which the method's view does not pass on."""
     from bench.store import RunStore
 
     same = ("dataset", "protocol", "model")
     found = []
     for record in RunStore(store_root).records():
         if record["method"] in method_cls.consumes and all(record["config"].get(k) == config[k] for k in same):
-            found.append({k: record.get(k) for k in INPUT_FIELDS})
+            found.append({**{k: record.get(k) for k in INPUT_FIELDS}, "path": str(Path(store_root) / record["path"]),
+                          "weights_sha256": record.get("weights", {}).get("sha256"),
+                          "total_s": record["timing"]["total_s"]})
+    where = f"{config['dataset']} ({config['protocol']}, {config['model']['arch']})"
     if not found:
         raise BenchError(f"method {method_cls.name} starts from finished runs of {', '.join(method_cls.consumes)} on "
-                         f"{config['dataset']} ({config['protocol']}, {config['model']['arch']}); none are in "
-                         f"{store_root}: run those first")
-    return tuple(sorted(found, key=lambda r: r["run_id"]))
+                         f"{where}; none are in {store_root}: run those first")
+    found.sort(key=lambda r: (r["seed"], r["hparams_seed"] or 0, r["run_id"]))
+    picked = method_cls.pick_inputs([dict(r) for r in found], config)
+    ids = {r["run_id"] for r in found}
+    if not picked or any(r.get("run_id") not in ids for r in picked):
+        raise BenchError(f"method {method_cls.name} picked no finished run of {', '.join(method_cls.consumes)} on {where}")
+    chosen = [next(r for r in found if r["run_id"] == p["run_id"]) for p in picked]
+    for run in chosen:
+        if run["weights_sha256"] is None or not (Path(run["path"]) / INPUT_WEIGHTS).is_file():
+            raise BenchError(f"run {run['run_id']} ({run['method']}, seed {run['seed']}) in {run['path']} "
+                             f"has no saved weights (it finished before bench kept them, or they were deleted); "
+                             f"re-run it with --force")
+    return tuple(chosen)

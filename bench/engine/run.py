@@ -22,7 +22,7 @@ from bench.engine import distributed
 from bench.engine.access import DataGuard, ProtocolViolation
 from bench.engine.context import EngineContext, prompt_templates
 from bench.engine.evaluation import evaluate
-from bench.engine.planning import Plan, RunRequest, plan
+from bench.engine.planning import INPUT_WEIGHTS, Plan, RunRequest, plan
 from bench.engine.trainer import Diverged, fine_tune
 from bench.engine.view import MethodView
 from bench.envinfo import environment
@@ -105,6 +105,14 @@ def build_method(p: Plan, engine: EngineContext, trial_reporter=None):
 
 
 PREDICTIONS = "predictions.npz"
+WEIGHTS = INPUT_WEIGHTS  # what a consuming method's view reads back
+
+
+def weights_blob(state: dict[str, torch.Tensor]) -> bytes:
+    """The selected model's state as safetensors bytes (CPU, contiguous, each tensor its own storage)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()})
 
 
 def example_ids(split) -> np.ndarray:
@@ -224,6 +232,8 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         model = _build(method)
     theta0 = clone_state(_evaluation_model(method, model))
     timing["setup_s"] = time.perf_counter() - started - timing["search_s"]
+    if p.inputs:  # the consumed runs' own cost, per run: the leaderboard counts each once across seeds
+        timing["inputs_total_s"] = {run["run_id"]: run["total_s"] for run in p.inputs}
     best = None  # the selected training state
     if method.trains and protocol.steps > 0:
         trained = fine_tune(method, model, engine, folder.checkpoint, reporter, stop_after)
@@ -262,9 +272,14 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         variants[name] = {"alpha": alpha, "metrics": metrics, "summary": summarize(metrics, protocol)}
         predictions.update({f"{name}|{split}": values.numpy() for split, values in top1.items()})
     predictions.update({f"ids|{split}": example_ids(engine.readable(split)) for split in splits})
+    predictions.update({f"labels|{split}": torch.as_tensor(engine.readable(split).labels).numpy().astype(np.int32)
+                        for split in splits})  # the leaderboard's paired bootstrap recomputes metrics from these
     timing["eval_models"] = len(done)
     timing["eval_images"] = len(done) * sum(len(engine.readable(split)) for split in splits)
     blob = _npz(predictions)
+    files = {PREDICTIONS: blob}
+    if best is not None:  # a trained model is kept: soups and post-hoc methods (TPGM, LiNeS) start from it
+        files[WEIGHTS] = weights_blob(theta1)
     timing["eval_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - started
     timing["peak_memory"] = _peak_memory_mb(device)
@@ -298,7 +313,10 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         "predictions": {"file": PREDICTIONS, "sha256": hashlib.sha256(blob).hexdigest(),
                         "layout": "numpy .npz: '<variant>|<split>' = top-1 class (int32) per example in split order; "
                                   "'ids|<split>' = example ids (position in the split, or the file path relative to "
-                                  "the split's common folder)"},
+                                  "the split's common folder); 'labels|<split>' = true class (int32)"},
+        **({"weights": {"file": WEIGHTS, "sha256": hashlib.sha256(files[WEIGHTS]).hexdigest(),
+                        "layout": "safetensors state dict of the trained model as evaluated (theta_1: the selected checkpoint)"}}
+           if WEIGHTS in files else {}),
         "method_info": method_info,
         "history": history,
         "timing": timing,
@@ -306,4 +324,4 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         "env": {**environment(device), "processes": distributed.current().size},  # >1: data parallel under torchrun
     }
     record = json.loads(json.dumps(record, default=str))  # the caller gets exactly what a later read gets
-    return record, "done", {PREDICTIONS: blob}
+    return record, "done", files

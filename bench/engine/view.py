@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+from pathlib import Path
 from types import MappingProxyType
 
 import torch
 
 from bench.engine.access import ProtocolViolation
+from bench.engine.planning import INPUT_FIELDS, INPUT_WEIGHTS
 
 
 class GuardedSplit(torch.utils.data.Dataset):
@@ -73,12 +76,14 @@ class MethodView:
             "num_workers": engine.num_workers,
             "autocast_dtype": engine.autocast_dtype,
             "options": MappingProxyType(dict(options or {})),
-            "inputs": tuple(inputs),
+            "inputs": tuple({k: v for k, v in run.items() if k in INPUT_FIELDS} for run in inputs),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "_engine", engine)
         object.__setattr__(self, "_trial_reporter", trial_reporter)
+        files = {run["run_id"]: (Path(run["path"]) / INPUT_WEIGHTS, run["weights_sha256"]) for run in inputs}
+        object.__setattr__(self, "_input_files", MappingProxyType(files))
 
     def __setattr__(self, key, value):
         raise ProtocolViolation(f"the method view is read-only; {key!r} cannot be set")
@@ -103,6 +108,23 @@ class MethodView:
         extracted without augmentation."""
         features, labels = self._engine.cached_features(self._engine.guard.split_name(role))
         return features.clone(), labels.clone()
+
+    def input_state(self, run_id: str) -> dict[str, torch.Tensor]:
+        """The trained weights of one of this run's inputs (`inputs`), on the CPU: a state dict of the model the
+        consumed run evaluated. Only its weights file is read (checked against its record's hash), never its
+        record or predictions."""
+        if run_id not in self._input_files:
+            raise ProtocolViolation(f"run {run_id!r} is not an input of this run; its inputs: "
+                                    f"{', '.join(self._input_files) or 'none'}")
+        path, sha256 = self._input_files[run_id]
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != sha256:
+            from bench.errors import BenchError
+
+            raise BenchError(f"the weights of input run {run_id} ({path}) do not match its record; re-run it with --force")
+        from safetensors.torch import load
+
+        return load(blob)
 
     def fused_kwargs(self) -> dict:
         return self._engine.fused_kwargs()

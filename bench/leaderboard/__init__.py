@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.leaderboard.aggregate import build_sections
+from bench.leaderboard.bootstrap import attach
 from bench.leaderboard.export import table_rows, to_csv, to_json
 from bench.leaderboard.render import render, section_slug
 from bench.leaderboard.timing import load_step_benchmarks
@@ -71,6 +72,7 @@ def collect(runs: Path) -> Leaderboard:
     records, problems = store.scan()
     unfinished = _unfinished(store)
     sections = build_sections(records, known_protocols(), unfinished, BUILTIN_METHODS, describe_selection)
+    attach(sections, runs)  # each row's OOD avg against FT's: paired bootstrap interval from the stored predictions
     return Leaderboard(sections, records, unfinished, problems)
 
 

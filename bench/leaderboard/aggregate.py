@@ -55,6 +55,7 @@ class Row:
     alpha_curve: list[tuple[float, float, float]] = field(default_factory=list)  # (alpha, mean ID, mean OOD avg)
     phases: dict[str, float] = field(default_factory=dict)  # mean seconds per phase (timing plot)
     selected: list[tuple[str, str]] = field(default_factory=list)  # (which runs, settings and what they selected)
+    vs_ft: object = None  # bench.leaderboard.bootstrap.VsFt: OOD avg minus FT's with its interval (set by collect)
 
     @property
     def is_we(self) -> bool:
@@ -80,7 +81,8 @@ class TimingEntry:
     method: str
     device: str
     n: int
-    device_hours: float
+    device_hours: float  # the row's own runs plus every run they consumed, each counted once
+    input_hours: float  # of which: the consumed runs (soups, Model Stock, post-hoc methods)
     peak_mb: float | None
     means: dict[str, float | None]
 
@@ -213,8 +215,10 @@ def _timing(rows: list[Row]) -> list[TimingEntry]:
             runs = [r for r in row.records if device(r) == name]
             peaks = [r["timing"]["peak_memory"]["mb"] for r in runs
                      if r.get("timing", {}).get("peak_memory", {}).get("mb") is not None]
+            consumed = {k: v for r in runs for k, v in r["timing"].get("inputs_total_s", {}).items()}
+            own = sum(r["timing"].get("total_s", 0.0) for r in runs)
             out.append(TimingEntry(row.label, row.method, name, len(runs),
-                                   sum(r["timing"].get("total_s", 0.0) for r in runs) / 3600.0,
+                                   (own + sum(consumed.values())) / 3600.0, sum(consumed.values()) / 3600.0,
                                    Stat(tuple(peaks)).mean,
                                    {key: Stat(tuple(_timings(runs, key))).mean for key in TIMING_KEYS}))
     return out

@@ -1,4 +1,5 @@
-"""CSV and JSON export of the aggregated tables (long format: one line per row, split and statistic)."""
+"""CSV and JSON export of the aggregated tables (long format: one line per row, split and statistic; the ood_avg
+line also carries the row's difference to FT and its 95 % paired-bootstrap interval, bench/leaderboard/bootstrap.py)."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,18 @@ import json
 from bench.leaderboard.aggregate import ECE_PREFIX, Section
 
 FIELDS = ["dataset", "protocol", "model", "pretrained", "official", "method", "variant", "n", "seeds", "column",
-          "metric", "mean", "std"]
+          "metric", "mean", "std", "diff_vs_ft", "ci_low", "ci_high", "interval_metric", "interval_note"]
+INTERVAL = FIELDS[-5:]
+
+
+def _interval(row) -> dict:
+    """The ood_avg line's interval fields: empty with a note (why none, or "reference" on FT's row)."""
+    vs = row.vs_ft
+    if vs is None:
+        return dict.fromkeys(INTERVAL)
+    rounded = [None if v is None else round(v, 6) for v in (vs.diff, vs.low, vs.high)]
+    note = vs.note or "paired seeds " + " ".join(map(str, vs.seeds))
+    return dict(zip(INTERVAL, [*rounded, vs.metric, note]))
 
 
 def table_rows(sections: list[Section]) -> list[dict]:
@@ -23,7 +35,8 @@ def table_rows(sections: list[Section]) -> list[dict]:
                             "official": s.official, "method": row.label, "variant": row.variant, "n": n,
                             "seeds": " ".join(map(str, row.seeds())), "column": column.removeprefix(ECE_PREFIX),
                             "metric": "ece" if column.startswith(ECE_PREFIX) else s.metric,
-                            "mean": round(mean, 6), "std": None if std is None else round(std, 6)})
+                            "mean": round(mean, 6), "std": None if std is None else round(std, 6),
+                            **(_interval(row) if column == "ood_avg" else dict.fromkeys(INTERVAL))})
     return out
 
 

@@ -3,9 +3,12 @@ reason for every empty cell), the selected hyperparameters, plots and a timing t
 store always gives the same bytes (no dates, everything sorted)."""
 from __future__ import annotations
 
+from collections import defaultdict
+
 from tabulate import tabulate
 
 from bench.leaderboard.aggregate import ECE_PREFIX, Section, Stat
+from bench.leaderboard.bootstrap import B, REFERENCE
 from bench.leaderboard.robustness import BASELINES
 from bench.leaderboard.timing import step_benchmark_table, timing_table
 
@@ -19,14 +22,28 @@ def cell(stat: Stat | None, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+VS_FT = "OOD avg − FT [95 % CI]"
+
+
+def _signed(value: float) -> str:
+    return f"{0.0 if abs(value) < 0.05 else value:+.1f}"  # no "-0.0"
+
+
+def vs_ft_cell(vs) -> str:
+    """'+1.8 [+0.9, +2.7]*': difference to FT, its 95 % interval, * where the interval excludes 0."""
+    if vs is None or vs.low is None:
+        return REFERENCE if vs is not None and vs.note == REFERENCE else "–"
+    return f"{_signed(vs.diff)} [{_signed(vs.low)}, {_signed(vs.high)}]" + ("*" if vs.excludes_zero else "")
+
+
 def results_table(section: Section) -> str:
     m = section.metric
     headers = ["method", "n", f"ID {section.id_split} {m}", *[f"{s} {m}" for s in section.ood_splits],
-               f"OOD avg {m}", "eff. robustness"]
+               f"OOD avg {m}", VS_FT, "eff. robustness"]
     body = []
     for row in section.rows:
         body.append([row.label, str(len(row.records)), cell(row.columns[section.id_split]),
-                     *[cell(row.columns[s]) for s in section.ood_splits], cell(row.columns["ood_avg"]),
+                     *[cell(row.columns[s]) for s in section.ood_splits], cell(row.columns["ood_avg"]), vs_ft_cell(row.vs_ft),
                      cell(row.columns["effective_robustness"]) if section.fit else "– (no baseline fit)"])
     for missing in section.missing:
         body.append([missing.method, "0", *[missing.status] * (len(headers) - 2)])
@@ -50,6 +67,34 @@ def calibration_table(section: Section) -> list[str]:
 def hyperparameter_lines(section: Section) -> list[str]:
     body = [[row.label, runs, text] for row in section.rows if not row.is_we for runs, text in row.selected]
     return [tabulate(body, headers=["method", "runs", "hyperparameters"], tablefmt="github", disable_numparse=True), ""]
+
+
+def vs_ft_explanation(section: Section) -> list[str]:
+    """How the interval column is computed, and why a row has none."""
+    ft = next((row for row in section.rows if row.vs_ft is not None and row.vs_ft.note == REFERENCE), None)
+    if ft is None:
+        notes = sorted({row.vs_ft.note for row in section.rows if row.vs_ft is not None}) or ["not computed"]
+        return [f"{VS_FT}: – throughout ({'; '.join(notes)}).", ""]
+    metric = ft.vs_ft.metric
+    text = (f"{VS_FT}: the row's OOD avg minus that of `{ft.label}` on the seeds both have, recomputed from each run's "
+            f"stored per-example top-1 predictions and labels ({metric}, percentage points); in brackets the 95 % "
+            f"percentile interval of a paired bootstrap with B = {B} replicates and a fixed numpy seed: each replicate "
+            "draws those seeds with replacement and, within each OOD split, as many test examples as the split has, "
+            "with replacement (the same examples for the row, FT and every drawn seed); the statistic is the mean over "
+            "OOD splits of the metric difference, averaged over the drawn seeds. * = the interval excludes 0. It "
+            "covers the sampling of test examples and seeds, not the choice of hyperparameters.")
+    if metric != section.metric:
+        text += (f" {section.metric} needs per-example metadata that the predictions file does not keep, so this "
+                 f"column compares top-1 accuracy instead (interval_metric = {metric} in the CSV/JSON).")
+    by_note = defaultdict(list)
+    for row in section.rows:
+        vs = row.vs_ft
+        if vs is not None and vs.note and vs.note != REFERENCE:
+            by_note[vs.note].append(row.label)
+        elif vs is not None and vs.low is not None and len(vs.seeds) < len(row.records):
+            by_note[f"interval on seeds {list(vs.seeds)} only (those FT also has)"].append(row.label)
+    lines = [f"- {', '.join(labels)}: {note}." for note, labels in by_note.items()]
+    return [text, ""] + (["No interval (–) or a partial one:", ""] + lines + [""] if lines else [])
 
 
 def er_explanation(section: Section) -> str:
@@ -126,6 +171,7 @@ def render(sections: list[Section], protocols: dict, n_runs: int, incomplete: in
                   "without a finished run here.", ""]
         lines += [results_table(s), ""]
         lines += notes(s) + ([""] if notes(s) else [])
+        lines += vs_ft_explanation(s)
         lines += [er_explanation(s), ""]
         if calibration:
             lines += calibration_table(s)

@@ -25,7 +25,8 @@ def _with_ratio(value, reference, digits=1):
 
 def timing_table(section: Section) -> str:
     ft = {e.device: e for e in section.timing if e.method == "ft"}
-    headers = ["method", "n", *[LABELS[key] for key in TIMING_KEYS], "device-hours (all seeds)", "peak memory MB", "device"]
+    headers = ["method", "n", *[LABELS[key] for key in TIMING_KEYS], "device-hours (all seeds)", "of which consumed runs",
+               "peak memory MB", "device"]
     body = []
     for e in section.timing:
         ref = ft.get(e.device)
@@ -33,6 +34,7 @@ def timing_table(section: Section) -> str:
                      *[_with_ratio(e.means[key], ref and ref.means[key], 0 if key == "train_images_per_s" else 1)
                        for key in TIMING_KEYS],
                      _with_ratio(e.device_hours, ref and ref.device_hours, 4),
+                     f"{e.input_hours:.4f}" if e.input_hours else "–",
                      _with_ratio(e.peak_mb, ref and ref.peak_mb, 0), e.device])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 

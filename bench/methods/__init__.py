@@ -17,6 +17,12 @@ BUILTIN = {
     "flyp": "bench.methods.flyp:FLYP",
     "ftp": "bench.methods.ftp:FTP",
     "autoft": "bench.methods.autoft:AutoFT",
+    "lipsum": "bench.methods.lipsum:LipsumFT",
+    "tpgm": "bench.methods.tpgm:TPGM",
+    "lines": "bench.methods.lines:LiNeS",
+    "soup-uniform": "bench.methods.soups:UniformSoup",
+    "soup-greedy": "bench.methods.soups:GreedySoup",
+    "modelstock": "bench.methods.modelstock:ModelStock",
 }
 BUILTIN_METHODS = tuple(BUILTIN)  # the leaderboard lists these even when they have not been run
 for _name, _target in BUILTIN.items():

@@ -53,6 +53,13 @@ class Method:
     def check_options(cls, options: dict) -> None:
         """Validate the run options (flags without `setting`) before anything is written; raise BenchError."""
 
+    @classmethod
+    def pick_inputs(cls, runs: list[dict], config: dict) -> list[dict]:
+        """Which of the finished runs of `consumes` (same dataset, protocol and model; sorted by seed, hparams_seed,
+        run id; fields: run_id, method, seed, hparams_seed, hparams, selection) this run starts from, given its
+        planned `config` (seed, hparams). Raise BenchError when the store lacks what the method needs."""
+        return runs
+
     def search(self, workdir, run_id: str) -> dict:
         """Optional search before training (AutoFT). `workdir` is a folder of the run for the search's own files;
         `run_id` names the run (its configuration hash). May read only what `requires` grants. Returns facts for
@@ -88,6 +95,17 @@ class Method:
         model (LoRA merges its adapters, so theta_0 and theta_1 are ordinary weights and "+WE" is linear in them).
         Called on the starting model before training and on the selected one after; must not change `model`."""
         return model
+
+    def score(self, model: torch.nn.Module, role: str = "id_val") -> float:
+        """The protocol's metric of `model` on a readable split (ID val by default): how soups, TPGM and LiNeS
+        choose among candidate models without any test data."""
+        from bench.engine.evaluation import predict
+
+        ctx = self.ctx
+        split = ctx.split(role)
+        logits, labels = predict(model, split, ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,
+                                 ctx.num_workers)
+        return float(ctx.metrics(role, logits, labels, split.metadata)[ctx.protocol.metric])
 
     def info(self) -> dict:
         """Method-specific facts for the record (chosen C, learned weights, ...); asked before the test splits open."""

@@ -1,0 +1,231 @@
+"""Are differences real? Each row's OOD avg against FT's, with a paired bootstrap over test examples and seeds.
+
+The difference (row - FT) is recomputed from the per-example top-1 predictions and labels each run stores. Each
+of B replicates draws the seeds both rows have with replacement and, within each OOD split, as many examples as the
+split has with replacement (stratified: a split keeps its size and weight in the average); the same examples serve
+the row, FT and every drawn seed (paired, so the noise both share cancels). The statistic is the mean over OOD splits
+of (metric_row - metric_FT), averaged over the drawn seeds; the interval is its 2.5 and 97.5 percentiles. A fixed
+numpy seed keeps the page byte-identical from one `bench leaderboard` to the next."""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+B = 2000  # replicates: percentile bounds of a 95 % interval settle to about 0.1 of their width
+SEED = 0
+PERCENTILES = (2.5, 97.5)
+CELLS = 4_000_000  # replicates x examples per block: ~32 MB of float64 weights even on 50k-example splits
+TOLERANCE = 1e-3  # percentage points: above float32 rounding of the records' metrics, below one example in 100k
+RECOMPUTABLE = ("acc", "F1-macro_all")  # metrics the stored predictions and labels determine alone
+REFERENCE = "reference"
+NO_LABELS = "predictions file without labels (runs made before labels were stored)"
+
+
+@dataclass(frozen=True)
+class VsFt:
+    """A row's OOD avg minus FT's (percentage points, on `metric`) and its 95 % interval; or, in `note`, why none."""
+    diff: float | None = None
+    low: float | None = None
+    high: float | None = None
+    metric: str | None = None
+    seeds: tuple[int, ...] = ()
+    note: str = ""
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low is not None and (self.low > 0 or self.high < 0)
+
+
+def example_weights(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """(size, n): how often each of a split's n examples is drawn in n draws with replacement; every row sums to n."""
+    draws = rng.integers(0, n, size=(size, n)) + np.arange(size)[:, None] * n  # offsets: one bincount for all rows
+    return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+
+
+def seed_weights(rng: np.random.Generator, k: int, size: int) -> np.ndarray:
+    """(size, k): how often each of k paired seeds is drawn in k draws with replacement."""
+    draws = rng.integers(0, k, size=(size, k)) + np.arange(size)[:, None] * k
+    return np.bincount(draws.ravel(), minlength=size * k).reshape(size, k).astype(np.float64)
+
+
+def accuracy(w: np.ndarray, labels: np.ndarray, top1: np.ndarray) -> np.ndarray:
+    """Top-1 accuracy (%) per replicate; w: (replicates, n) example weights."""
+    return w @ (labels == top1).astype(np.float64) / w.sum(axis=1) * 100.0
+
+
+def class_sums(w: np.ndarray, keys: np.ndarray, size: int) -> np.ndarray:
+    """(replicates, size): per replicate, the summed weights of the examples of each class."""
+    out = np.zeros((w.shape[0], size))
+    if keys.size:
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        out[:, ordered[starts]] = np.add.reduceat(w[:, order], starts, axis=1)
+    return out
+
+
+def macro_f1(w: np.ndarray, labels: np.ndarray, top1: np.ndarray, true: np.ndarray | None = None) -> np.ndarray:
+    """WILDS' F1-macro_all (%) per replicate: sklearn's f1_score(average="macro", labels=the classes present), i.e.
+    per present class 2·TP / (2·TP + FP + FN), where a prediction of an absent class still misses its true class.
+    Only misses enter FP and FN, so just those examples are summed; `true` (class sums of labels) may be shared."""
+    size = int(max(labels.max(), top1.max())) + 1 if true is None else true.shape[1]
+    true = class_sums(w, labels, size) if true is None else true
+    miss = labels != top1
+    fn, fp = class_sums(w[:, miss], labels[miss], size), class_sums(w[:, miss], top1[miss], size)
+    present = true > 0
+    tp = true - fn
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=present)
+    return f1.sum(axis=1) / present.sum(axis=1) * 100.0
+
+
+def replicate_metrics(tops: dict, labels: np.ndarray, metric: str, rng: np.random.Generator, replicates: int = B) -> dict:
+    """One split: metric per replicate (replicates,) of every unit's top-1 `tops[key]`, on shared example draws."""
+    n = labels.size
+    block, out = max(1, CELLS // n), {key: [] for key in tops}
+    size = int(max(labels.max(), *(t.max() for t in tops.values()))) + 1
+    hits = np.stack([labels == t for t in tops.values()], axis=1).astype(np.float64) if metric == "acc" else None
+    for start in range(0, replicates, block):
+        w = example_weights(rng, n, min(block, replicates - start))
+        if metric == "acc":  # linear in the weights: one matrix product for every unit at once
+            values = w @ hits / w.sum(axis=1, keepdims=True) * 100.0
+            for i, key in enumerate(tops):
+                out[key].append(values[:, i])
+        else:
+            true = class_sums(w, labels, size)
+            for key, top1 in tops.items():
+                out[key].append(macro_f1(w, labels, top1, true))
+    return {key: np.concatenate(parts) for key, parts in out.items()}
+
+
+def point_metric(labels: np.ndarray, top1: np.ndarray, metric: str) -> float:
+    w = np.ones((1, labels.size))
+    return float((accuracy if metric == "acc" else macro_f1)(w, labels, top1)[0])
+
+
+class Predictions:
+    """One run's predictions file: read and checked against its record's sha256 once; arrays decoded on first use."""
+
+    def __init__(self, root: Path, record: dict):
+        self.problem, self._npz, self._arrays = None, None, {}
+        info = record.get("predictions")
+        if not info:
+            self.problem = "no predictions file named in the record (runs before bench 0.2)"
+            return
+        try:
+            data = (Path(root) / record["path"] / info["file"]).read_bytes()
+        except OSError:
+            self.problem = f"predictions file {record['path']}/{info['file']} is missing"
+            return
+        if hashlib.sha256(data).hexdigest() != info["sha256"]:
+            self.problem = f"predictions file {record['path']}/{info['file']} does not match the record's sha256"
+            return
+        self._npz = np.load(io.BytesIO(data), allow_pickle=False)
+
+    def get(self, key: str):
+        if key not in self._arrays:
+            self._arrays[key] = self._npz[key] if key in self._npz.files else None
+        return self._arrays[key]
+
+
+def load_unit(cache: dict, root: Path, record: dict, variant: str, splits, metric: str) -> dict | str:
+    """split -> (ids, labels, top-1) of one record's variant, checked to reproduce the record's own metric (a
+    metric whose stored predictions are not what it scored is never bootstrapped); or why not."""
+    if record["path"] not in cache:
+        cache[record["path"]] = Predictions(root, record)  # each run's file once, whichever rows share it
+    preds = cache[record["path"]]
+    if preds.problem:
+        return preds.problem
+    metrics = record.get("variants", {}).get(variant, {}).get("metrics", record["metrics"])
+    out = {}
+    for split in splits:
+        top1, ids, labels = preds.get(f"{variant}|{split}"), preds.get(f"ids|{split}"), preds.get(f"labels|{split}")
+        if labels is None:
+            return NO_LABELS
+        if top1 is None or ids is None or not labels.size or not (labels.size == top1.size == ids.size):
+            return f"predictions file lacks {variant}|{split} or its ids"
+        ours = point_metric(labels, top1, metric)
+        theirs = next((metrics.get(split, {}).get(k) for k in ((metric, "acc_avg") if metric == "acc" else (metric,))
+                       if metrics.get(split, {}).get(k) is not None), None)
+        if theirs is None or abs(ours - theirs) > TOLERANCE:
+            return (f"stored top-1 predictions do not reproduce the record's {split} {metric} "
+                    f"({ours:.3f} vs {theirs if theirs is None else round(theirs, 3)})")
+        out[split] = (ids, labels, top1)
+    return out
+
+
+def reference_row(section):
+    """FT's row (variant final); with several hyperparameter settings, the one with most seeds (then the first)."""
+    rows = [row for row in section.rows if row.method == "ft" and row.variant == "final"]
+    return max(rows, key=lambda row: len(row.records)) if rows else None
+
+
+def _pairs(section, ft, root, cache, metric):
+    """row -> [(seed, row unit, FT unit)] for rows whose every paired seed is usable; the others get a VsFt note."""
+    ft_records = {r["seed"]: r for r in ft.records}
+    splits, reference, pairs = section.ood_splits, None, {}
+    for row in section.rows:
+        if row is ft:
+            row.vs_ft = VsFt(metric=metric, seeds=tuple(sorted(ft_records)), note=REFERENCE)
+            continue
+        mine = {r["seed"]: r for r in row.records}
+        seeds = sorted(set(mine) & set(ft_records))
+        found, note = [], "no seed in common with FT" if not seeds else ""
+        for seed in seeds:
+            unit = load_unit(cache, root, mine[seed], row.variant, splits, metric)
+            base = load_unit(cache, root, ft_records[seed], "final", splits, metric)
+            note = unit if isinstance(unit, str) else f"FT's run: {base}" if isinstance(base, str) else ""
+            if note:
+                break
+            reference = reference or base
+            if not all(np.array_equal(u[s][i], reference[s][i]) for u in (unit, base) for s in splits for i in (0, 1)):
+                note = "example ids or labels differ from FT's"
+                break
+            found.append((seed, (mine[seed]["path"], row.variant), (ft_records[seed]["path"], "final")))
+        if note:
+            row.vs_ft = VsFt(metric=metric, seeds=tuple(seeds), note=note)
+        else:
+            pairs[id(row)] = found
+    return pairs, reference
+
+
+def compare_section(section, root: Path, cache: dict) -> None:
+    """Set `row.vs_ft` on every row of one section."""
+    ft = reference_row(section)
+    metric = section.metric if section.metric in RECOMPUTABLE else "acc"
+    if ft is None:
+        for row in section.rows:
+            row.vs_ft = VsFt(metric=metric, note="this section has no FT row")
+        return
+    pairs, reference = _pairs(section, ft, root, cache, metric)
+    if not pairs:
+        return
+    values, points = {}, {}
+    keys = sorted({key for found in pairs.values() for _, *units in found for key in units})  # (run path, variant)
+    for index, split in enumerate(section.ood_splits):
+        tops = {key: cache[key[0]].get(f"{key[1]}|{split}") for key in keys}
+        labels = reference[split][1]
+        values[split] = replicate_metrics(tops, labels, metric, np.random.default_rng([SEED, 0, index]))
+        points[split] = {key: point_metric(labels, top1, metric) for key, top1 in tops.items()}
+    for row in section.rows:
+        if id(row) not in pairs:
+            continue
+        found = pairs[id(row)]
+        per_seed = np.stack([np.mean([values[s][mine] - values[s][base] for s in section.ood_splits], axis=0)
+                             for _, mine, base in found], axis=1)  # (B, seeds)
+        counts = seed_weights(np.random.default_rng([SEED, 1, len(found)]), len(found), B)
+        stat = (per_seed * counts).sum(axis=1) / len(found)
+        diff = float(np.mean([np.mean([points[s][mine] - points[s][base] for s in section.ood_splits])
+                              for _, mine, base in found]))
+        low, high = np.percentile(stat, PERCENTILES)
+        row.vs_ft = VsFt(diff, float(low), float(high), metric, tuple(seed for seed, *_ in found))
+
+
+def attach(sections: list, root: Path) -> None:
+    """Set `row.vs_ft` (a VsFt) on every row of every section; each run's predictions file is read at most once."""
+    cache: dict = {}
+    for section in sections:
+        compare_section(section, Path(root), cache)

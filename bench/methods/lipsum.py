@@ -1,0 +1,84 @@
+"""Lipsum-FT (Nam et al., ICLR 2024; cs-giung/lipsum-ft @ 1331873, scripts/Lipsum-FT.py, JAX): fine-tuning with a
+regulariser that keeps the image tower's energies against random texts close to the pretrained model's.
+
+Each step draws M = 80 random texts, each [SOT, L = 8 tokens uniform over the ids below SOT, EOT] (official:
+`randint(0, 49406)`, new texts every step, the same on every device), and encodes them with the frozen pretrained
+text tower (projected, L2-normalised). With s = exp(logit_scale) of the pretrained model, f the fine-tuned and f0
+the pretrained image tower's normalised embeddings of the same (augmented) training batch:
+
+    loss = CE(head(f(x)), y) + lam * mean_x [ sum_m (s <f(x), t_m> - s <f0(x), t_m>)^2 / (2M) ]
+
+lam = 1 (official default). The pretrained image tower, the text tower and s get no gradient; the image tower
+and the zero-shot-initialised head train, as in FT.
+
+Deviations: the optimiser, schedule, budget, clipping and weight decay are the protocol's, as for FT (official:
+AdamW lr 1e-5, wd 0, 10 % warm-up then cosine, no clipping, bf16 moments); open_clip's text tower pads the
+sequence to its context length after EOT, which the causal mask keeps from changing the EOT embedding the
+official (unpadded) sequence gives; the random tokens come from torch's generator seeded by (run seed, step), so
+a resumed run draws the same texts.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bench.config import AT_LEAST_ONE, NON_NEGATIVE, HParam, seed_hash
+from bench.methods import register_method
+from bench.methods.base import Method
+
+
+def random_texts(count: int, length: int, sot: int, eot: int, context: int, seed: int) -> torch.Tensor:
+    """`count` token sequences [SOT, `length` ids drawn uniformly from [0, min(SOT, EOT)), EOT, 0 ...]."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.zeros(count, context, dtype=torch.long)
+    tokens[:, 0] = sot
+    tokens[:, 1 : length + 1] = torch.randint(0, min(sot, eot), (count, length), generator=generator)
+    tokens[:, length + 1] = eot
+    return tokens
+
+
+def energy_gap(features: torch.Tensor, prior: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """mean over images of sum over texts of (s <f, t> - s <f0, t>)^2 / (2M): the official regulariser."""
+    source = scale * features.float() @ texts.float().T
+    target = scale * prior.float() @ texts.float().T
+    return ((source - target).pow(2).sum(dim=-1) / (2 * texts.shape[0])).mean()
+
+
+@register_method("lipsum")
+class LipsumFT(Method):
+    description = "Lipsum-FT: cross-entropy + keep image-text energies on random texts near the pretrained model's"
+    hparams = {
+        **Method.hparams,
+        "lam": HParam(1.0, "weight of the random-text energy regulariser", ("log", 1e-2, 1e1), NON_NEGATIVE),
+        "texts": HParam(80, "random texts per step (M)", None, AT_LEAST_ONE),
+        "text_length": HParam(8, "random tokens per text (L)", None, AT_LEAST_ONE),
+    }
+
+    def build(self):
+        model = super().build()
+        clip = self.ctx.clip  # the method's own frozen copy: pretrained image tower, text tower and scale
+        clip.eval().requires_grad_(False)
+        self._clip = clip
+        self._scale = clip.logit_scale.detach().exp()
+        tokenizer = self.ctx.tokenizer
+        self._sot, self._eot = int(tokenizer.sot_token_id), int(tokenizer.eot_token_id)
+        self._context = int(clip.context_length)
+        if int(self.hp["text_length"]) + 2 > self._context:
+            from bench.errors import BenchError
+
+            raise BenchError(f"text_length={self.hp['text_length']} does not fit the model's context of "
+                             f"{self._context} tokens with SOT and EOT; use at most {self._context - 2}")
+        return model
+
+    def text_features(self) -> torch.Tensor:
+        tokens = random_texts(int(self.hp["texts"]), int(self.hp["text_length"]), self._sot, self._eot, self._context,
+                              seed_hash("lipsum-texts", self.ctx.seed, self.step))
+        with torch.no_grad():
+            return F.normalize(self._clip.encode_text(tokens.to(self._scale.device)).float(), dim=-1)
+
+    def loss(self, model, images, labels):
+        features = model.features(images)
+        with torch.no_grad():
+            prior = F.normalize(self._clip.visual(images), dim=-1)
+        gap = energy_gap(features, prior, self.text_features(), self._scale)
+        return F.cross_entropy(model.head(features), labels) + self.hp["lam"] * gap
