@@ -3,7 +3,7 @@ import pytest
 from bench.datasets.domainnet import DomainNet
 from bench.errors import BenchError
 from bench.models import load_clip
-from conftest import run_method, run_with_inputs
+from conftest import run_with_inputs
 from fixtures import make_domainnet
 from test_wilds import ALL_METHODS, EXTRA, TINY_REAL
 

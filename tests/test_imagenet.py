@@ -6,7 +6,7 @@ from PIL import Image
 from bench.datasets.imagenet import ImageNet
 from bench.errors import BenchError
 from bench.models import load_clip
-from conftest import run_method, run_with_inputs
+from conftest import run_with_inputs
 from fixtures import IMAGENET_WNIDS, make_imagenet_family
 from test_wilds import ALL_METHODS, EXTRA, TINY_REAL
 

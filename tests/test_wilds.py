@@ -8,7 +8,7 @@ from bench.datasets.images import open_image
 from bench.datasets.wilds_data import FMoW, IWildCam, avg_over_groups
 from bench.errors import BenchError
 from bench.models import load_clip
-from conftest import run_method, run_with_inputs
+from conftest import run_with_inputs
 from fixtures import make_fmow, make_iwildcam
 
 TINY_REAL = ["steps=4", "eval_every=2", "batch_size=8", "warmup=1", "eval_batch_size=16"]
