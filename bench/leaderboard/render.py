@@ -43,7 +43,8 @@ def results_table(section: Section) -> str:
     body = []
     for row in section.rows:
         body.append([row.label, str(len(row.records)), cell(row.columns[section.id_split]),
-                     *[cell(row.columns[s]) for s in section.ood_splits], cell(row.columns["ood_avg"]), vs_ft_cell(row.vs_ft),
+                     *[cell(row.columns[s]) for s in section.ood_splits], cell(row.columns["ood_avg"]),
+                     vs_ft_cell(row.vs_ft),
                      cell(row.columns["effective_robustness"]) if section.fit else "– (no baseline fit)"])
     for missing in section.missing:
         body.append([missing.method, "0", *[missing.status] * (len(headers) - 2)])
