@@ -264,3 +264,56 @@ def test_a_consumer_of_runs_without_weights_or_with_changed_weights_fails_cleanl
     with pytest.raises(BenchError, match="has no saved weights"):
         run_method("lines", store)
     assert [r["method"] for r in RunStore(store).records()] == ["ft"]  # nothing of the failed runs stored
+
+
+# --- reported rows beside ours ------------------------------------------------------------------------------------
+
+def test_reported_soups_tpgm_and_lipsum_rows_sit_in_the_section_of_our_runs(tmp_path):
+    from bench.leaderboard import leaderboard_markdown
+    from bench.protocols.domainnet import DOMAINNET
+    from bench.protocols.imagenet import IMAGENET
+    from test_leaderboard import fill, real_dataset_record
+
+    def ours(method, dataset, protocol, splits, arch):
+        record = real_dataset_record(dataset, protocol, "acc", list(splits), arch=arch)
+        record["method"] = record["config"]["method"] = method
+        return record
+
+    fill(tmp_path, [ours("tpgm", "imagenet", "imagenet-shifts@1", IMAGENET.ood_test_splits, "ViT-B-16"),
+                    ours("lipsum", "imagenet", "imagenet-shifts@1", IMAGENET.ood_test_splits, "ViT-B-16"),
+                    ours("soup-greedy", "imagenet", "imagenet-shifts@1", IMAGENET.ood_test_splits, "ViT-B-32"),
+                    ours("lipsum", "domainnet", "domainnet@1", DOMAINNET.ood_test_splits, "ViT-B-16")])
+    text, _ = leaderboard_markdown(tmp_path)
+    sections = {part.splitlines()[0]: part for part in text.split("\n## ")[1:]}
+
+    def section(dataset, arch):
+        return next(body for title, body in sections.items() if title.startswith(dataset) and f"model {arch} " in title)
+
+    b16, b32, dn = section("imagenet", "ViT-B-16"), section("imagenet", "ViT-B-32"), section("domainnet", "ViT-B-16")
+    for body, ours_rows, reported in ((b16, ("tpgm", "lipsum"), ("TPGM", "Lipsum-FT")),
+                                      (b32, ("soup-greedy",), ("greedy soup", "uniform soup (72 models)")),
+                                      (dn, ("lipsum",), ("Lipsum-FT",))):
+        lines = body.splitlines()
+        assert all(any(line.startswith(f"| {m} ") for line in lines) for m in ours_rows)
+        assert all(any(line.startswith(f"| reported: {r} ") for line in lines) for r in reported)
+    assert "reported: greedy soup" not in b16 and "reported: TPGM" not in b32  # each model's own numbers only
+    greedy = next(line for line in b32.splitlines() if line.startswith("| reported: greedy soup "))
+    assert [c.strip() for c in greedy.split("|")[2:8]] == ["81.03", "69.55", "64.20", "27.89", "47.77", "44.90"]
+
+
+def test_imagenet_r_a_and_objectnet_store_predictions_in_their_metrics_label_space(tmp_path):
+    """Stored top-1 classes score the same accuracy as the split's metric (R/A over their class subset, ObjectNet
+    over its class groups), so the paired bootstrap can recompute every ImageNet number."""
+    from bench.datasets.imagenet import ImageNet
+    from bench.models import load_clip
+    from fixtures import make_imagenet_family
+
+    ds = ImageNet(load_clip("bench-tinyclip", "tinyshift")[1], make_imagenet_family(tmp_path))
+    generator = torch.Generator().manual_seed(0)
+    for name in ("imagenet-r", "imagenet-a", "objectnet", "imagenet-v2"):
+        labels = ds.split(name).labels
+        logits = torch.randn(len(labels), 1000, generator=generator)
+        top1 = ds.top1(name, logits)
+        assert 100.0 * float((top1 == labels).float().mean()) == pytest.approx(ds.metrics(name, logits, labels)["acc"])
+        if name != "imagenet-v2":  # the argmax over all 1000 classes is another prediction there
+            assert not torch.equal(top1, logits.argmax(dim=1))

@@ -104,6 +104,11 @@ class DatasetAdapter(ABC):
         """Official metrics of one split (or, with its metadata, a subset of it) from its logits, and the ECE."""
         return classification_metrics(logits, labels)
 
+    def top1(self, split: str, logits: torch.Tensor) -> torch.Tensor:
+        """The predicted class per example in the label space the split's metrics score (stored per example, so
+        accuracy and the paired bootstrap can be recomputed from predictions and labels alone)."""
+        return logits.argmax(dim=1)
+
 
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     """ECE in % (Guo et al. 2017, the standard form): confidence = the largest softmax probability; 15 equal-width

@@ -175,3 +175,12 @@ class ImageNet(DatasetAdapter):
             projected = torch.stack([logits[:, g].max(dim=1).values for g in data.class_groups], dim=1)
             return classification_metrics(projected, labels)
         return classification_metrics(logits, labels)
+
+    def top1(self, split: str, logits: torch.Tensor) -> torch.Tensor:
+        data = self.split(split)
+        if getattr(data, "class_subset", None) is not None:  # the best class of the subset, as an ImageNet index
+            subset = torch.tensor(data.class_subset)
+            return subset[logits[:, subset].argmax(dim=1)]
+        if getattr(data, "class_groups", None) is not None:  # the best ObjectNet class (its label space)
+            return torch.stack([logits[:, g].max(dim=1).values for g in data.class_groups], dim=1).argmax(dim=1)
+        return logits.argmax(dim=1)

@@ -71,6 +71,9 @@ class EngineContext:
             self.guard.check(split)
             return self.dataset.metrics(split, logits, labels, metadata)
 
+    def top1(self, split: str, logits):
+        return self.dataset.top1(split, logits)
+
     def fused_kwargs(self) -> dict:
         return {"fused": True} if self.device.type == "cuda" else {}
 
