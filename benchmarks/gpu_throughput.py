@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft"]
+METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft", "lipsum"]
 
 
 def sync(device: torch.device) -> None:
