@@ -20,8 +20,7 @@ Ingredient: the `ft` run with this run's seed and default hyperparameters.
 from __future__ import annotations
 
 from bench.methods import register_method
-from bench.methods.base import Method
-from bench.methods.posthoc import block_of, load_finetuned, one_run
+from bench.methods.posthoc import FromFinishedRuns, block_of, load_finetuned
 from bench.weights import clone_state
 
 ALPHAS = tuple(round(1.0 - 0.1 * i, 1) for i in range(11))  # the official order: 1.0 down to 0.0
@@ -49,15 +48,9 @@ def lines_scaled(theta0: dict, theta_ft: dict, alpha: float, beta: float) -> dic
 
 
 @register_method("lines")
-class LiNeS(Method):
+class LiNeS(FromFinishedRuns):
     description = "LiNeS: ft update scaled per block, alpha + (1 - alpha) l/(L-1), alpha chosen on ID val (post hoc)"
-    hparams = {}
-    trains = False
-    consumes = ("ft",)
-
-    @classmethod
-    def pick_inputs(cls, runs, config):
-        return one_run(cls.name, runs, config["seed"])
+    info_key = "lines"
 
     def build(self):
         model = self.ctx.zero_shot_classifier()
@@ -72,9 +65,6 @@ class LiNeS(Method):
         self._info = {"input": self.ctx.inputs[0]["run_id"], "alpha": best, "beta": round(1.0 - best, 10),
                       "id_val_by_alpha": {f"{a:g}": s for a, s in scores.items()}}
         return model
-
-    def info(self) -> dict:
-        return {"lines": self._info}
 
     @classmethod
     def selected(cls, method_info: dict) -> str | None:

@@ -9,9 +9,9 @@ w0 is the zero-shot classifier (pretrained tower + zero-shot head); the head is 
 The per-tensor ratios are recorded.
 
 Sources: the official repository held only its README ("code under internal review") in the snapshot we could
-read; the formula and the per-key granularity come from the notebook as copied (and attributed) by
-fusion_bench (fusion_bench/method/model_stock/model_stock.py @ 20dcc3b) — its `ignore_keys` are the text tower's leftovers, which
-our image classifier does not have. The official code takes the angle through degrees (rad2deg/acos, then
+read; the formula and the per-key granularity come from the notebook as copied (and attributed) by fusion_bench
+(fusion_bench/method/model_stock/model_stock.py @ 20dcc3b) — its `ignore_keys` are the text tower's leftovers,
+which our image classifier does not have. The official code takes the angle through degrees (rad2deg/acos, then
 deg2rad/cos); we use the clamped cosine directly, the same value up to rounding. A tensor neither fine-tune
 moved (cos = 0/eps = 0) gets t = 0, the pretrained value, as there.
 
@@ -25,8 +25,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.methods import register_method
-from bench.methods.base import Method
-from bench.methods.posthoc import load_finetuned, same_layout, runs_of_seed
+from bench.methods.posthoc import FromFinishedRuns, load_finetuned, same_layout, runs_of_seed
 from bench.weights import clone_state
 
 EPS = 1e-8
@@ -55,11 +54,9 @@ def model_stock(w0: dict, w1: dict, w2: dict) -> tuple[dict, dict[str, float]]:
 
 
 @register_method("modelstock")
-class ModelStock(Method):
+class ModelStock(FromFinishedRuns):
     description = "Model Stock: two ft runs (seeds 2s, 2s+1) merged toward the pretrained weights, per-tensor ratio"
-    hparams = {}
-    trains = False
-    consumes = ("ft",)
+    info_key = "model_stock"
 
     @classmethod
     def pick_inputs(cls, runs, config):
@@ -75,14 +72,11 @@ class ModelStock(Method):
         model = self.ctx.zero_shot_classifier()
         w0 = clone_state(model)
         w1, w2 = (clone_state(load_finetuned(self.ctx, r["run_id"])) for r in self.ctx.inputs)
-        merged, self._ratios = model_stock(w0, w1, w2)
+        merged, ratios = model_stock(w0, w1, w2)
         model.load_state_dict(merged)
+        self._info = {"inputs": [r["run_id"] for r in self.ctx.inputs], "ratios": ratios,
+                      "mean_ratio": sum(ratios.values()) / len(ratios)}
         return model
-
-    def info(self) -> dict:
-        values = list(self._ratios.values())
-        return {"model_stock": {"inputs": [r["run_id"] for r in self.ctx.inputs], "ratios": self._ratios,
-                                "mean_ratio": sum(values) / len(values)}}
 
     @classmethod
     def selected(cls, method_info: dict) -> str | None:

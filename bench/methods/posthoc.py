@@ -9,6 +9,7 @@ import re
 import torch
 
 from bench.errors import BenchError
+from bench.methods.base import Method
 from bench.models.classifier import ImageClassifier
 
 BLOCK = re.compile(r"(?:^|\.)resblocks\.(\d+)\.")  # open_clip ViT residual blocks: visual.transformer.resblocks.N.
@@ -30,6 +31,24 @@ def one_run(name: str, runs: list[dict], seed: int) -> list[dict]:
                          f"hyperparameters but different settings ({', '.join(r['run_id'] for r in mine)}); keep one "
                          "per store (--out DIR)")
     return mine
+
+
+class FromFinishedRuns(Method):
+    """A method whose model is computed from finished `ft` runs, without training: by default the one run of this
+    seed with default hyperparameters (TPGM, LiNeS); soups and Model Stock pick several. `build` sets `self._info`,
+    recorded under `info_key`."""
+
+    hparams = {}  # nothing trained here: the fine-tunes' hyperparameters are theirs
+    trains = False
+    consumes = ("ft",)
+    info_key = ""
+
+    @classmethod
+    def pick_inputs(cls, runs, config):
+        return one_run(cls.name, runs, config["seed"])
+
+    def info(self) -> dict:
+        return {self.info_key: self._info}
 
 
 def load_finetuned(ctx, run_id: str) -> ImageClassifier:

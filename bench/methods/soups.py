@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from bench.errors import BenchError
 from bench.methods import register_method
-from bench.methods.base import Method
-from bench.methods.posthoc import load_finetuned, running_mean, runs_of_seed
+from bench.methods.posthoc import FromFinishedRuns, load_finetuned, running_mean, runs_of_seed
 from bench.weights import clone_state
 
 
@@ -50,10 +49,8 @@ def uniform_soup(count: int, load) -> dict:
     return soup
 
 
-class _Soup(Method):
-    hparams = {}  # nothing trained here: the ingredients' hyperparameters are theirs
-    trains = False
-    consumes = ("ft",)
+class _Soup(FromFinishedRuns):
+    info_key = "soup"
     greedy = False
 
     @classmethod
@@ -84,9 +81,6 @@ class _Soup(Method):
                                        "soup_id_val_when_tried": t} for r, s, t in zip(runs, scores, tried)],
                       "kept": [runs[i]["run_id"] for i in kept], "size": len(kept), "of": len(runs)}
         return model
-
-    def info(self) -> dict:
-        return {"soup": self._info}
 
     @classmethod
     def selected(cls, method_info: dict) -> str | None:

@@ -32,8 +32,7 @@ from bench.errors import BenchError
 from bench.engine import distributed
 from bench.engine.batches import train_batches
 from bench.methods import register_method
-from bench.methods.base import Method
-from bench.methods.posthoc import load_finetuned, one_run
+from bench.methods.posthoc import FromFinishedRuns, load_finetuned
 
 NORMS = ("l2", "mars")
 
@@ -89,7 +88,7 @@ def learn_projection(model, projection: Projection, batches, iters: int, lr: flo
 
 
 @register_method("tpgm")
-class TPGM(Method):
+class TPGM(FromFinishedRuns):
     description = "TPGM: per-tensor projection radii between pretrained and ft weights learned on ID val (post hoc)"
     hparams = {
         "proj_lr": HParam(1e-2, "Adam learning rate of the radii", ("log", 1e-3, 1e-1), POSITIVE),
@@ -97,17 +96,12 @@ class TPGM(Method):
         "proj_batch": HParam(64, "ID-val images per iteration", None, AT_LEAST_ONE),
         "norm": HParam("l2", "distance of each tensor: l2 (ViT runs) or mars (per-row absolute sum)"),
     }
-    trains = False
-    consumes = ("ft",)
+    info_key = "tpgm"
 
     @classmethod
     def check_hparams(cls, hp):
         if hp["norm"] not in NORMS:
             raise BenchError(f"--set norm={hp['norm']!r} is not a TPGM norm; use one of: {', '.join(NORMS)}")
-
-    @classmethod
-    def pick_inputs(cls, runs, config):
-        return one_run(cls.name, runs, config["seed"])
 
     def build(self):
         ctx, hp = self.ctx, self.hp
@@ -128,9 +122,6 @@ class TPGM(Method):
                       "ratio": {k: float(r.mean()) for k, r in ratios.items()},
                       "distance": {k: float(n.sum()) for k, n in projection.norms.items()}}
         return model
-
-    def info(self) -> dict:
-        return {"tpgm": self._info}
 
     @classmethod
     def selected(cls, method_info: dict) -> str | None:
