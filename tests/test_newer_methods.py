@@ -115,7 +115,7 @@ def test_tpgm_learns_to_pull_a_harmful_update_back_and_only_the_radii_move():
     labels = torch.tensor([0, 1])
     batches = iter([(images, labels)] * 30)
     losses = learn_projection(model, projection, batches, 30, lr=0.1)
-    assert losses[-1] < losses[0] and float(projection.ratios()["weight"]) < 0.5  # moved toward theta_0
+    assert losses[-1] < losses[0] and float(projection.ratios()["weight"].detach()) < 0.5  # moved toward theta_0
     assert torch.equal(model.weight.detach(), before)  # the model's own parameters never get a step
 
 
@@ -317,3 +317,9 @@ def test_imagenet_r_a_and_objectnet_store_predictions_in_their_metrics_label_spa
         assert 100.0 * float((top1 == labels).float().mean()) == pytest.approx(ds.metrics(name, logits, labels)["acc"])
         if name != "imagenet-v2":  # the argmax over all 1000 classes is another prediction there
             assert not torch.equal(top1, logits.argmax(dim=1))
+
+
+def test_a_consumer_takes_only_runs_of_its_own_budget(store):
+    run_method("ft", store)  # steps=6
+    with pytest.raises(BenchError, match="same budget settings.*none are in"):
+        run_method("lines", store, settings=["steps=5", "eval_every=5", "batch_size=32", "warmup=2"], base_settings=False)

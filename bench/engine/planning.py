@@ -105,18 +105,19 @@ INPUT_WEIGHTS = "weights.safetensors"
 
 def consumed_runs(store_root: Path, method_cls, config: dict) -> tuple[dict, ...]:
     """The finished runs a consuming method starts from: those of the methods it names, on the same dataset,
-    protocol and model, narrowed by the method's `pick_inputs`, each reduced to what training may know of it plus
-    the engine's own fields (`path`, `weights_sha256`, `total_s`), which the method's view does not pass on."""
+    protocol, model and budget, narrowed by the method's `pick_inputs`, each reduced to what training may know of it plus
+    the engine's own fields (`path`, `weights_sha256`, `total_s`), which the method's view does not pass on.
+    Same budget too (steps, lr, batch, ... as resolved): an official soup never averages a quick run."""
     from bench.store import RunStore
 
-    same = ("dataset", "protocol", "model")
+    same = ("dataset", "protocol", "model", "budget")
     found = []
     for record in RunStore(store_root).records():
         if record["method"] in method_cls.consumes and all(record["config"].get(k) == config[k] for k in same):
             found.append({**{k: record.get(k) for k in INPUT_FIELDS}, "path": str(Path(store_root) / record["path"]),
                           "weights_sha256": record.get("weights", {}).get("sha256"),
                           "total_s": record["timing"]["total_s"]})
-    where = f"{config['dataset']} ({config['protocol']}, {config['model']['arch']})"
+    where = f"{config['dataset']} ({config['protocol']}, {config['model']['arch']}, same budget settings)"
     if not found:
         raise BenchError(f"method {method_cls.name} starts from finished runs of {', '.join(method_cls.consumes)} on "
                          f"{where}; none are in {store_root}: run those first")
