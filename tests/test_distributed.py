@@ -47,19 +47,37 @@ def only_record(store: Path, method: str | None = None) -> dict:
     return records[0]
 
 
-@pytest.mark.parametrize("method", DATA_PARALLEL)
-def test_two_processes_give_the_one_process_record(method, tmp_path):
+@pytest.fixture(scope="module")
+def two_process_records(tmp_path_factory):
+    """Every method of DATA_PARALLEL in one torchrun job of 2 processes (torch starts once for all of them), each
+    in its own store; a consumer's store first gets the same finished ft runs its 1-process twin uses."""
     import shutil
 
-    settings = list(TINY) + EXTRA.get(method, [])
-    for seed, hparams_seed in INPUT_RUNS.get(method, ()):  # the same finished ft runs in both stores
-        run_method("ft", tmp_path / "one", seed=seed, hparams_seed=hparams_seed)
-    if method in INPUT_RUNS:
-        shutil.copytree(tmp_path / "one", tmp_path / "two")
+    root = tmp_path_factory.mktemp("two")
+    inputs = tmp_path_factory.mktemp("inputs")
+    for method in DATA_PARALLEL:
+        for seed, hparams_seed in INPUT_RUNS.get(method, ()):
+            run_method("ft", inputs / method, seed=seed, hparams_seed=hparams_seed)
+            shutil.copytree(inputs / method, root / method, dirs_exist_ok=True)
+    jobs = root / "jobs.json"
+    jobs.write_text(json.dumps({m: list(TINY) + EXTRA.get(m, []) for m in DATA_PARALLEL}))
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+            str(Path(__file__).parent / "data_parallel_jobs.py"), str(root), str(jobs)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "BENCH_DIST_BACKEND": "gloo"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {m: only_record(root / m, m) for m in DATA_PARALLEL}, inputs
+
+
+@pytest.mark.parametrize("method", DATA_PARALLEL)
+def test_two_processes_give_the_one_process_record(method, two_process_records, tmp_path):
+    import shutil
+
+    records, inputs = two_process_records
+    if method in INPUT_RUNS:  # the same finished ft runs the two-process run started from
+        shutil.copytree(inputs / method, tmp_path / "one")
     one, _ = run_method(method, tmp_path / "one", settings=EXTRA.get(method, ()))
-    done = torchrun(method, tmp_path / "two", settings)
-    assert done.returncode == 0, done.stderr[-2000:]
-    two = only_record(tmp_path / "two", method)
+    two = records[method]
     assert two["run_id"] == one["run_id"] and two["env"]["processes"] == 2 and one["env"]["processes"] == 1
     assert set(two["metrics"]) == set(one["metrics"]) and set(two["variants"]) == set(one["variants"])
     if method == "autoft":  # its search's trials are split between the two ranks (two workers of one study)

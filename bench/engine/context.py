@@ -72,7 +72,9 @@ class EngineContext:
             return self.dataset.metrics(split, logits, labels, metadata)
 
     def top1(self, split: str, logits):
-        return self.dataset.top1(split, logits)
+        with self.guard.engine_access():  # the dataset looks its split's class subset up
+            self.guard.check(split)
+            return self.dataset.top1(split, logits)
 
     def fused_kwargs(self) -> dict:
         return {"fused": True} if self.device.type == "cuda" else {}
