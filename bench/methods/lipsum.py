@@ -56,7 +56,8 @@ class LipsumFT(Method):
 
     def build(self):
         model = super().build()
-        clip = self.ctx.clip  # the method's own frozen copy: pretrained image tower, text tower and scale
+        # the method's own copy of the pretrained CLIP (image tower, text tower, scale), frozen, on the run's device
+        clip = self.ctx.clip.float().to(self.ctx.device)
         clip.eval().requires_grad_(False)
         self._clip = clip
         self._scale = clip.logit_scale.detach().exp()
