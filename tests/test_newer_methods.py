@@ -323,3 +323,21 @@ def test_a_consumer_takes_only_runs_of_its_own_budget(store):
     run_method("ft", store)  # steps=6
     with pytest.raises(BenchError, match="same budget settings.*none are in"):
         run_method("lines", store, settings=["steps=5", "eval_every=5", "batch_size=32", "warmup=2"], base_settings=False)
+
+
+def test_the_timing_table_counts_each_consumed_run_once(tmp_path):
+    from bench.leaderboard import leaderboard_markdown
+    from test_leaderboard import fake_record, fill
+
+    soups = []
+    for seed, inputs in ((0, {"a": 100.0, "b": 200.0}), (1, {"b": 200.0, "c": 50.0})):  # run b feeds both seeds
+        record = fake_record("soup-uniform", seed, 70.0, [40.0] * 5, hparams={})
+        record["timing"]["inputs_total_s"] = inputs
+        soups.append(record)
+    fill(tmp_path, [fake_record("ft", 0, 70.0, [40.0] * 5), *soups])
+    text, _ = leaderboard_markdown(tmp_path)
+    timing = next(line for line in text.splitlines() if line.startswith("| soup-uniform ") and "cpu" in line)
+    cells = [c.strip() for c in timing.split("|")]
+    own = 3.5 + 4.5  # the two soups' total_s (fake_record: 3.5 + seed)
+    assert cells[8].startswith(f"{(own + 350.0) / 3600:.4f}")  # device-hours: a, b, c once each
+    assert cells[9] == f"{350.0 / 3600:.4f}"
