@@ -341,3 +341,17 @@ def test_the_timing_table_counts_each_consumed_run_once(tmp_path):
     own = 3.5 + 4.5  # the two soups' total_s (fake_record: 3.5 + seed)
     assert cells[8].startswith(f"{(own + 350.0) / 3600:.4f}")  # device-hours: a, b, c once each
     assert cells[9] == f"{350.0 / 3600:.4f}"
+
+
+def test_lines_with_a_fixed_alpha_applies_it_without_scoring_and_refuses_a_bad_one(store):
+    from bench.store import RunStore
+
+    run_method("ft", store)
+    fixed, _ = run_method("lines", store, settings=["alpha=0.25"])
+    chosen, _ = run_method("lines", store)
+    assert fixed["method_info"]["lines"]["alpha"] == 0.25 and fixed["method_info"]["lines"]["id_val_by_alpha"] == {}
+    assert len(chosen["method_info"]["lines"]["id_val_by_alpha"]) == 11 and fixed["run_id"] != chosen["run_id"]
+    for bad in ("alpha=1.5", "alpha=best", "alpha=true"):
+        with pytest.raises(BenchError, match="is not a LiNeS alpha"):
+            run_method("lines", store, settings=[bad])
+    assert len(RunStore(store).records()) == 3

@@ -9,6 +9,7 @@ Every tensor of block l (attention, MLP, its layer norms and biases) shares lamb
 "scale with alpha for layers outside residual blocks". Single-task setting: beta = 1 - alpha (the last block keeps
 its whole update), alpha from the official grid {1.0, 0.9, ..., 0.0}, chosen on ID val by the protocol's metric
 (first best in the official order, i.e. the largest alpha on a tie). The score of every alpha is recorded.
+`--set alpha=A` fixes alpha instead (e.g. the official notebook's 0.1), with beta = 1 - A.
 
 Deviations: the official single-task selection maximises 2 x (target accuracy / fine-tuned accuracy) + (control
 tasks' accuracy / zero-shot accuracy), the control being other tasks' data; our protocol has no such data, so
@@ -19,6 +20,8 @@ Ingredient: the `ft` run with this run's seed and default hyperparameters.
 """
 from __future__ import annotations
 
+from bench.config import HParam
+from bench.errors import BenchError
 from bench.methods import register_method
 from bench.methods.posthoc import FromFinishedRuns, block_of, load_finetuned
 from bench.weights import clone_state
@@ -49,18 +52,31 @@ def lines_scaled(theta0: dict, theta_ft: dict, alpha: float, beta: float) -> dic
 
 @register_method("lines")
 class LiNeS(FromFinishedRuns):
-    description = "LiNeS: ft update scaled per block, alpha + (1 - alpha) l/(L-1), alpha chosen on ID val (post hoc)"
+    description = "LiNeS: ft update scaled per block by alpha + (1 - alpha) l/(L-1); alpha on ID val or fixed (post hoc)"
     info_key = "lines"
+    hparams = {"alpha": HParam("id_val", "alpha (beta = 1 - alpha): id_val = the official grid's best on ID val, "
+                                         "or a number in [0, 1]")}
+
+    @classmethod
+    def check_hparams(cls, hp):
+        alpha = hp["alpha"]
+        number = isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+        if alpha != "id_val" and not (number and 0 <= alpha <= 1):
+            raise BenchError(f"--set alpha={alpha!r} is not a LiNeS alpha; use id_val (chosen on ID val) or a number "
+                             "in [0, 1]")
 
     def build(self):
         model = self.ctx.zero_shot_classifier()
         theta0 = clone_state(model)
         theta_ft = clone_state(load_finetuned(self.ctx, self.ctx.inputs[0]["run_id"]))
         scores = {}
-        for alpha in ALPHAS:
-            model.load_state_dict(lines_scaled(theta0, theta_ft, alpha, 1.0 - alpha))
-            scores[alpha] = self.score(model)
-        best = max(ALPHAS, key=lambda a: scores[a])  # max keeps the first best: the largest alpha on a tie
+        if self.hp["alpha"] == "id_val":
+            for alpha in ALPHAS:
+                model.load_state_dict(lines_scaled(theta0, theta_ft, alpha, 1.0 - alpha))
+                scores[alpha] = self.score(model)
+            best = max(ALPHAS, key=lambda a: scores[a])  # max keeps the first best: the largest alpha on a tie
+        else:
+            best = float(self.hp["alpha"])
         model.load_state_dict(lines_scaled(theta0, theta_ft, best, 1.0 - best))
         self._info = {"input": self.ctx.inputs[0]["run_id"], "alpha": best, "beta": round(1.0 - best, 10),
                       "id_val_by_alpha": {f"{a:g}": s for a, s in scores.items()}}
@@ -69,4 +85,7 @@ class LiNeS(FromFinishedRuns):
     @classmethod
     def selected(cls, method_info: dict) -> str | None:
         lines = method_info.get("lines")
-        return f"alpha = {lines['alpha']:g}, beta = {lines['beta']:g}" if lines else None
+        if not lines:
+            return None
+        how = "chosen on ID val" if lines["id_val_by_alpha"] else "fixed"
+        return f"alpha = {lines['alpha']:g}, beta = {lines['beta']:g} ({how})"
