@@ -69,6 +69,12 @@ HPARAMS = [  # (method, setting, expected fragment)
     *[("lora", f"rank={v}", "rank=") for v in ("0", "2.5", "5000")],
     *[("lora", f"dropout={v}", "dropout=") for v in ("1", "-0.1")], ("lora", "alpha=0", "alpha="),
     ("lora", 'targets=["q","w"]', "must name some of"), ("lora", "targets=[]", "must name some of"),
+    *[("lipsum", f"lam={v}", "lam=") for v in ("-1", "NaN")], ("lipsum", "texts=0", "texts="),
+    ("lipsum", "text_length=0", "text_length="), ("lipsum", "text_length=20", "does not fit the model's context"),
+    *[("tpgm", f"iters={v}", "iters=") for v in ("0", "-3")], ("tpgm", "proj_lr=0", "proj_lr="),
+    ("tpgm", "norm=l1", "is not a TPGM norm"),
+    *[("lines", f"alpha={v}", "is not a LiNeS alpha") for v in ("1.5", "-0.1", "best")],
+    *[(m, "steps=500", "run those first") for m in ("soup-greedy", "soup-uniform", "modelstock", "tpgm", "lines")],
 ]
 PROTOCOL = [  # protocol settings (for ft unless said)
     *[(f"steps={v}", "steps=") for v in ("-1", "100000000")],

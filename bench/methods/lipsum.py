@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.config import AT_LEAST_ONE, NON_NEGATIVE, HParam, seed_hash
+from bench.errors import BenchError
 from bench.methods import register_method
 from bench.methods.base import Method
 
@@ -54,6 +55,13 @@ class LipsumFT(Method):
         "text_length": HParam(8, "random tokens per text (L)", None, AT_LEAST_ONE),
     }
 
+    def __init__(self, hp, ctx):
+        super().__init__(hp, ctx)  # checked here, before the run takes its lock or writes anything
+        context = int(ctx.clip.context_length)
+        if int(hp["text_length"]) + 2 > context:
+            raise BenchError(f"--set text_length={hp['text_length']} does not fit the model's context of {context} "
+                             f"tokens with SOT and EOT; use at most {context - 2}")
+
     def build(self):
         model = super().build()
         # the method's own copy of the pretrained CLIP (image tower, text tower, scale), frozen, on the run's device
@@ -64,11 +72,6 @@ class LipsumFT(Method):
         tokenizer = self.ctx.tokenizer
         self._sot, self._eot = int(tokenizer.sot_token_id), int(tokenizer.eot_token_id)
         self._context = int(clip.context_length)
-        if int(self.hp["text_length"]) + 2 > self._context:
-            from bench.errors import BenchError
-
-            raise BenchError(f"text_length={self.hp['text_length']} does not fit the model's context of "
-                             f"{self._context} tokens with SOT and EOT; use at most {self._context - 2}")
         return model
 
     def text_features(self) -> torch.Tensor:
