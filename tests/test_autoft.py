@@ -217,3 +217,25 @@ def test_kill_9_of_one_of_two_search_workers_loses_and_repeats_no_trial(tmp_path
     files = sorted(p.name for p in store.rglob("trials/trial_*.json"))
     assert files == [f"trial_{t.number:05d}.json" for t in sorted(done, key=lambda t: t.number)]
     assert not S.running_count(study)
+
+
+def test_an_unclaimed_running_trial_is_failed_after_the_grace_period(tmp_path, monkeypatch):
+    """A worker killed between asking for a trial and claiming it (the `worker` attribute) leaves a running trial
+    that no process check and no heartbeat can clear: it is failed once older than the grace period, so the other
+    workers stop waiting for it."""
+    import optuna
+
+    storage = S.make_storage(str(tmp_path / "search.journal"), tmp_path)
+    study = S.open_study("unclaimed", storage, 0)
+    orphan = study.ask()  # never claimed: its worker died right after asking
+    mine = study.ask()
+    mine.set_user_attr("worker", S.WORKER)  # this live process's trial
+    monkeypatch.setenv("BENCH_AUTOFT_GRACE_S", "3600")
+    assert S.fail_stale_trials(study) == 0  # too young to judge
+    monkeypatch.setenv("BENCH_AUTOFT_GRACE_S", "0")
+    time.sleep(0.01)
+    assert S.fail_stale_trials(study) == 1
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[orphan.number] == optuna.trial.TrialState.FAIL and states[mine.number] == optuna.trial.TrialState.RUNNING
+    study.tell(mine, 1.0)
+    S.wait_for_other_workers(study, poll_s=0.01)  # nothing left running: returns

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import time
+from datetime import datetime
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -133,10 +134,20 @@ def _alive(worker: str) -> bool:
         return True
 
 
+def _dead(trial, now: datetime) -> bool:
+    worker = trial.user_attrs.get("worker")
+    if worker is None:  # its worker died between asking for it and claiming it (a live one claims at once)
+        started = trial.datetime_start
+        return started is not None and (now - started).total_seconds() > grace_period()
+    return not _alive(worker)
+
+
 def fail_stale_trials(study) -> int:
+    """Fail the running trials whose worker is gone: a dead process of this machine, or an unclaimed trial older
+    than the grace period (no worker ever sent it a heartbeat, so Optuna's own check would never see it)."""
     optuna = _optuna()
-    stale = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-             if not _alive(t.user_attrs.get("worker", "?:0"))]
+    now = datetime.now()
+    stale = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if _dead(t, now)]
     for t in stale:
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     return len(stale)
@@ -184,9 +195,9 @@ def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, report
     ran = 0
     while True:
         with file_lock(lock):
+            if _beats(study):  # first: a trial whose heartbeats stopped is failed and re-enqueued with its parameters
+                optuna.storages.fail_stale_trials(study)
             fail_stale_trials(study)
-            if _beats(study):
-                optuna.storages.fail_stale_trials(study)  # no heartbeat for the grace period: failed and re-enqueued
             complete = len(study.get_trials(deepcopy=False, states=(COMPLETE,)))
             running = len(study.get_trials(deepcopy=False, states=(RUNNING,)))
             if complete + running >= total:
@@ -215,6 +226,8 @@ def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, report
 def wait_for_other_workers(study, poll_s: float = 2.0) -> None:
     optuna = _optuna()
     while True:
+        if _beats(study):  # another machine's worker that stopped beating: failed and re-enqueued for a re-run
+            optuna.storages.fail_stale_trials(study)
         fail_stale_trials(study)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             return
