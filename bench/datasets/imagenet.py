@@ -165,22 +165,25 @@ class ImageNet(DatasetAdapter):
         split.class_groups = groups
         return split
 
-    def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
+    def _scored(self, split: str, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits a split is scored on and the class each of their columns stands for (None: as is):
+        ImageNet-R/-A over their class subset, ObjectNet over its classes (max over each one's ImageNet classes)."""
         data = self.split(split)
-        if getattr(data, "class_subset", None) is not None:  # ImageNet-R / -A
+        if getattr(data, "class_subset", None) is not None:
             subset = torch.tensor(data.class_subset)
-            position = {c: i for i, c in enumerate(data.class_subset)}
-            return classification_metrics(logits[:, subset], torch.tensor([position[int(y)] for y in labels]))
-        if getattr(data, "class_groups", None) is not None:  # ObjectNet
-            projected = torch.stack([logits[:, g].max(dim=1).values for g in data.class_groups], dim=1)
-            return classification_metrics(projected, labels)
-        return classification_metrics(logits, labels)
+            return logits[:, subset], subset
+        if getattr(data, "class_groups", None) is not None:
+            return torch.stack([logits[:, g].max(dim=1).values for g in data.class_groups], dim=1), None
+        return logits, None
+
+    def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
+        scored, classes = self._scored(split, logits)
+        if classes is not None:  # labels are ImageNet indices: their positions in the subset
+            position = {int(c): i for i, c in enumerate(classes)}
+            labels = torch.tensor([position[int(y)] for y in labels])
+        return classification_metrics(scored, labels)
 
     def top1(self, split: str, logits: torch.Tensor) -> torch.Tensor:
-        data = self.split(split)
-        if getattr(data, "class_subset", None) is not None:  # the best class of the subset, as an ImageNet index
-            subset = torch.tensor(data.class_subset)
-            return subset[logits[:, subset].argmax(dim=1)]
-        if getattr(data, "class_groups", None) is not None:  # the best ObjectNet class (its label space)
-            return torch.stack([logits[:, g].max(dim=1).values for g in data.class_groups], dim=1).argmax(dim=1)
-        return logits.argmax(dim=1)
+        scored, classes = self._scored(split, logits)
+        best = scored.argmax(dim=1)
+        return best if classes is None else classes[best]

@@ -55,8 +55,8 @@ class Method:
 
     @classmethod
     def pick_inputs(cls, runs: list[dict], config: dict) -> list[dict]:
-        """Which of the finished runs of `consumes` (same dataset, protocol and model; sorted by seed, hparams_seed,
-        run id; fields: run_id, method, seed, hparams_seed, hparams, selection) this run starts from, given its
+        """Which of the finished runs of `consumes` (same dataset, protocol, model and budget; sorted by seed,
+        hparams_seed, run id; fields: run_id, method, seed, hparams_seed, hparams, selection) this run starts from, given its
         planned `config` (seed, hparams). Raise BenchError when the store lacks what the method needs."""
         return runs
 
@@ -102,7 +102,9 @@ class Method:
         from bench.engine.evaluation import predict
 
         ctx = self.ctx
-        split = ctx.split(role)
+        if getattr(self, "_scored_split", (None,))[0] != role:  # one copy of the split for every candidate scored
+            self._scored_split = (role, ctx.split(role))
+        split = self._scored_split[1]
         logits, labels = predict(model, split, ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,
                                  ctx.num_workers)
         return float(ctx.metrics(role, logits, labels, split.metadata)[ctx.protocol.metric])
