@@ -77,15 +77,26 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     ls.add_argument("what", nargs="?", choices=["methods", "datasets", "models", "all"], default="all")
     ls.add_argument("--plugin", action="append", default=[], help="a .py file that registers extra methods")
 
-    data = sub.add_parser("data", help="check dataset folders or download the WILDS datasets")
+    data = sub.add_parser("data", help="check, download and verify datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     chk = data_sub.add_parser("check", help="per dataset and split: present / missing / malformed, sizes, how to get it")
     chk.add_argument("datasets", nargs="*", help="dataset names (default: all)")
     chk.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
     chk.add_argument("--deep", action="store_true", help="also decode every image (in parallel) and name unreadable ones")
-    dl = data_sub.add_parser("download", help="download iwildcam or fmow with the wilds package (needs network)")
-    dl.add_argument("dataset")
+    dl = data_sub.add_parser("download", help="download and install iwildcam, fmow or imagenet-v2 from its sources")
+    dl.add_argument("dataset", nargs="?", help="what to download (without it: the sources table)")
     dl.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
+    dl.add_argument("--source", help="only this source (names: `bench data download`)")
+    dl.add_argument("--from-archive", type=Path, metavar="FILE", help="install an archive fetched by hand (sha256-checked)")
+    dl.add_argument("--sources", type=Path, metavar="FILE", help="a JSON sources table of your own, tried first (a lab mirror)")
+    dl.add_argument("--allow-unpinned", action="store_true", help="accept a source with no pinned sha256 (it is recorded)")
+    dl.add_argument("--keep-archive", action="store_true", help="keep the archive after installing it")
+    vf = data_sub.add_parser("verify", help="check split counts against the release and write each dataset's data card")
+    vf.add_argument("datasets", nargs="*", help="dataset names (default: every dataset with files in --data-root)")
+    vf.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
+    vf.add_argument("--checksums", action="store_true", help="also hash every file (in parallel) into a manifest and "
+                    "compare it with the stored one")
+    vf.add_argument("--workers", type=int, help="hashing threads (default 4 per core, at most 32)")
 
     sw = sub.add_parser("sweep", help="run a grid of methods x datasets x seeds x hyperparameter draws (missing runs only)")
     sw.add_argument("--config", type=Path, help="a TOML file with the same keys (method, dataset, seed, hparams_seed, "
@@ -187,25 +198,54 @@ def cmd_list(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from bench.cli_output import console, print_data_check
-    from bench.data_cli import check, download
-
-    if args.data_command == "download":
-        root = download(args.dataset, args.data_root)
-        console.print(f"downloaded {args.dataset} into {root}")
-        return 0
+    from bench.cli_output import console
     from bench.datasets import DATASETS
 
-    from bench.cli_output import decode_progress
-    from bench.datasets.check import failures
-
+    if args.data_command == "download":
+        return _data_download(args)
     names = args.datasets or DATASETS.names()
     for name in names:
         DATASETS.get(name)  # an unknown name fails before any folder is read
+    if args.data_command == "verify":
+        return _data_verify(args, names)
+    from bench.cli_output import decode_progress, print_data_check
+    from bench.data_cli import check
+    from bench.datasets.check import failures
+
     with decode_progress(args.deep) as progress:
         findings = check(names, args.data_root, args.deep, progress)
     print_data_check(findings)
     return 1 if failures(findings) else 0
+
+
+def _data_download(args) -> int:
+    from bench.cli_output import console, download_progress, print_sources
+    from bench.data_cli import download, sources_of
+
+    if args.dataset is None:
+        print_sources(sources_of(args.sources))
+        return 0
+    with download_progress() as progress:
+        done = download(args.dataset, args.data_root, args.source, args.from_archive, args.sources,
+                        args.allow_unpinned, args.keep_archive, progress,
+                        say=lambda line: print(f"bench: {line}", file=sys.stderr))
+    console.print(f"installed {done.item} from {done.source} into {done.folder}; next: `bench data verify "
+                  f"--data-root {done.folder.parent}`")
+    return 0
+
+
+def _data_verify(args, names) -> int:
+    from bench.cli_output import decode_progress, print_verification
+    from bench.data_cli import verify
+
+    if not args.datasets:  # all: only those with files under the data root (the testbed is embedded)
+        from bench.data_cli import _adapter
+
+        names = [n for n in names if _adapter(n, args.data_root).needs_data_root]
+    with decode_progress(args.checksums) as progress:
+        results = verify(names, args.data_root, args.checksums, args.workers, progress)
+    print_verification(results)
+    return 0 if all(r.ok for r in results) else 1
 
 
 def cmd_sweep(args) -> int:

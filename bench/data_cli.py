@@ -1,13 +1,10 @@
-"""`bench data check` and `bench data download`: what is on disk, what is missing, how to get it.
-Nothing is ever downloaded implicitly; `download` uses the wilds package's own downloader."""
+"""`bench data check`, `bench data download` and `bench data verify`: what is on disk, how to get it, which copy it is.
+Nothing is ever downloaded implicitly."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from bench.errors import BenchError
-
-DOWNLOADABLE = ("iwildcam", "fmow")
 
 
 def _adapter(name: str, root: Path | None):
@@ -25,26 +22,50 @@ def check(names: list[str], root: Path | None, deep: bool = False, progress=None
     return findings
 
 
-def download(name: str, root: Path | None) -> Path:
-    if name not in DOWNLOADABLE:
-        raise BenchError(f"bench can download {', '.join(DOWNLOADABLE)} (through the wilds package); get {name} by hand: `bench data check {name}` says where it goes")
+def _writable_root(root: Path | None) -> Path:
     if root is None:
-        raise BenchError("pass --data-root DIR: the folder the dataset is downloaded into")
+        raise BenchError("pass --data-root DIR (or set BENCH_DATA_ROOT): the folder the dataset goes into")
     if root.exists() and not root.is_dir():
         raise BenchError(f"--data-root {root} is a file, not a folder; pass the folder the datasets go into")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BenchError(f"cannot create the data folder {root} ({exc.strerror or exc}); pass a writable --data-root")
-    import wilds
-
-    before = {p.name for p in root.iterdir()}
-    try:
-        wilds.get_dataset(dataset=name, root_dir=str(root), download=True)
-    except Exception as exc:  # network errors, disk full, interrupted extraction
-        for created in {p.name for p in root.iterdir()} - before:  # nothing half-made stays behind
-            target = root / created
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
-        raise BenchError(f"downloading {name} into {root} failed ({type(exc).__name__}); check the network (the "
-                         "WILDS servers must be reachable) and free space, then run the command again")
     return root
+
+
+def download(name: str, root: Path | None, source: str | None = None, archive: Path | None = None,
+             sources_file: Path | None = None, allow_unpinned: bool = False, keep_archive: bool = False,
+             progress=None, say=print):
+    """Install item `name` from its sources (or `archive`); every check that can fail is made before writing."""
+    from bench.datasets import download as dl
+    from bench.datasets import sources
+
+    items = sources.load(sources_file)
+    item = sources.item(name, items)
+    if source is not None:
+        item.source(source)  # an unknown source name fails before anything is written
+        if archive is not None:
+            raise BenchError("pass --source or --from-archive, not both")
+    root = _writable_root(root)
+    if archive is not None:
+        return dl.from_archive(item, root, archive, progress, allow_unpinned)
+    return dl.download(item, root, source, keep_archive, progress, say, allow_unpinned)
+
+
+def sources_of(sources_file: Path | None = None):
+    from bench.datasets import sources
+
+    return sources.load(sources_file)
+
+
+def verify(names: list[str], root: Path | None, checksums: bool = False, workers: int | None = None, progress=None):
+    """One bench.datasets.cards.Verification per dataset (a card written for each that passed)."""
+    from bench.datasets.cards import verify as verify_one
+
+    if root is None and any(_adapter(n, None).needs_data_root for n in names):
+        import os
+
+        if not os.environ.get("BENCH_DATA_ROOT"):
+            raise BenchError("pass --data-root DIR (or set BENCH_DATA_ROOT): the folder that holds the datasets")
+    return [verify_one(_adapter(name, root), checksums, workers, progress) for name in names]

@@ -1,4 +1,6 @@
 """WILDS iWildCam and FMoW on fixture folders in the real formats, with the project's tiny model."""
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -142,26 +144,6 @@ def test_data_check_reports_present_missing_and_malformed(data_root, tmp_path, c
     assert "malformed" in out and "1 of 48 image files missing" in out
 
 
-def test_data_download_uses_the_wilds_downloader_and_refuses_others(tmp_path, monkeypatch, capsys):
-    import wilds
-
-    from bench.cli import main
-
-    calls = []
-    monkeypatch.setattr(wilds, "get_dataset", lambda **kw: calls.append(kw))
-    assert main(["data", "download", "fmow", "--data-root", str(tmp_path)]) == 0
-    assert calls == [{"dataset": "fmow", "root_dir": str(tmp_path), "download": True}]
-
-    def offline(**kw):
-        raise ConnectionError("network is unreachable")
-
-    monkeypatch.setattr(wilds, "get_dataset", offline)
-    assert main(["data", "download", "iwildcam", "--data-root", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "downloading iwildcam" in err and "ConnectionError" in err and len(err.strip().splitlines()) == 1
-    assert main(["data", "download", "imagenet", "--data-root", str(tmp_path)]) == 2
-
-
 def test_reduced_budget_is_documented_and_unofficial(data_root, tmp_path):
     from bench.runner import RunRequest, plan
 
@@ -172,11 +154,16 @@ def test_reduced_budget_is_documented_and_unofficial(data_root, tmp_path):
     assert full.config["model"] == {"arch": "ViT-B-16", "pretrained": "openai"}
 
 
-def test_readme_real_benchmark_flow_on_fixture_folders(data_root, tmp_path, capsys):
-    """data check -> run (3 seeds) -> leaderboard, through the CLI, as README's 'Real benchmarks' shows."""
+def test_readme_real_benchmark_flow_on_fixture_folders(data_root, tmp_path, capsys, monkeypatch):
+    """data check -> verify -> run (3 seeds) -> leaderboard, through the CLI, as README's 'Real benchmarks' shows
+    (the fixture stands in for the release: the release's split sizes are set to the fixture's)."""
     from bench.cli import main
+    from bench.datasets.cards import card_path
 
     assert main(["data", "check", "iwildcam", "--data-root", str(data_root)]) == 0
+    monkeypatch.setattr(IWildCam, "expected_sizes", {"train": 48, "id_val": 12, "id_test": 12, "ood_val": 12, "ood_test": 15})
+    assert main(["data", "verify", "iwildcam", "--checksums", "--data-root", str(data_root)]) == 0
+    card = hashlib.sha256(card_path(data_root, "iwildcam").read_bytes()).hexdigest()
     sets = [x for s in TINY_REAL for x in ("--set", s)]
     argv = ["run", "--method", "ft", "--dataset", "iwildcam", "--data-root", str(data_root), "--seed", "0", "1", "2",
             "--model", "bench-tinyclip", "--pretrained", "tinyshift", "--out", str(tmp_path / "runs"), "--quiet"]
@@ -185,3 +172,5 @@ def test_readme_real_benchmark_flow_on_fixture_folders(data_root, tmp_path, caps
     page = (tmp_path / "LB.md").read_text()
     assert "## iwildcam — protocol wilds-iwildcam@1, model bench-tinyclip (tinyshift) — UNOFFICIAL" in page
     assert "F1-macro_all" in page and "| ft " in page and "| reported: " not in page  # unofficial: no reported rows
+    assert f"Data: data card {card[:12]} (not downloaded by bench (a copy installed by hand); verified " in page
+    assert "for all 3 runs." in page

@@ -84,6 +84,20 @@ class DatasetAdapter(ABC):
         raise MissingData / MalformedData, or return notes (e.g. which version was found)."""
         return []
 
+    size_variants: dict[str, str] = {}  # split -> known copies whose size differs from the release's (said, not hidden)
+
+    def data_folders(self) -> list[Path]:
+        """The folders under the data root that hold this dataset's files (what `bench data verify --checksums`
+        hashes); the embedded testbed has none."""
+        return []
+
+    def duplicate_classnames(self) -> dict[str, list[int]]:
+        """Class names given to more than one label (their zero-shot text embeddings, hence logits, tie)."""
+        seen: dict[str, list[int]] = {}
+        for index, name in enumerate(self.classnames):
+            seen.setdefault(name, []).append(index)
+        return {name: idx for name, idx in seen.items() if len(idx) > 1}
+
     def check(self, deep: bool = False, progress=None) -> list:
         """What `bench data check` reports: bench.datasets.check.Finding per split (problems shared by several
         splits once)."""

@@ -79,6 +79,8 @@ def _split_finding(adapter, split: str, data, deep: bool, progress) -> Finding:
     if finding.status == "present" and expected is not None and count != expected:
         finding.status = "incomplete"
         finding.notes.append(f"{count} examples, the release has {expected}: a partial copy gives other numbers")
+        if split in adapter.size_variants:
+            finding.notes.append(adapter.size_variants[split])
     return finding
 
 

@@ -30,6 +30,9 @@ class DomainNet(DatasetAdapter):
         return require_dir(data_root(self.data_root, self.name) / "domainnet", "DomainNet",
                            "download it from the DomainNet site into DIR/domainnet (see README) and pass --data-root DIR")
 
+    def data_folders(self) -> list[Path]:
+        return [self.folder]
+
     def read_list(self, name: str) -> tuple[list[Path], list[int]]:
         path = self.folder / f"{name}.txt"
         if not path.is_file():

@@ -63,9 +63,18 @@ class ImageNet(DatasetAdapter):
                 raise MalformedData(f"{val} has {len(self._wnids)} class folders, not 1000; it must hold one folder per wnid")
         return self._wnids
 
-    # The releases' sizes (train less the 10 held-out images per class); ObjectNet's differ between copies (FLYP #7).
+    # The releases' sizes (train: the release's 1,281,167 less the 10 held-out images per class, which are id_val).
     expected_sizes = {"train": 1_271_167, "id_val": 10_000, "id_test": 50_000, "imagenet-v2": 10_000,
-                      "imagenet-r": 30_000, "imagenet-a": 7_500, "imagenet-sketch": 50_889, "ood_val": 750_000}
+                      "imagenet-r": 30_000, "imagenet-a": 7_500, "imagenet-sketch": 50_889, "ood_val": 750_000,
+                      "objectnet": 18_574}
+    size_variants = {"objectnet": "copies differ (FLYP #7): the release has 50,000 images in 313 classes (one "
+                                  "objectnet-1.0.zip unpacks to 50,273), 18,574 of them in the 113 classes scored here; "
+                                  "a copy of about 23.7k images in all is a broken download"}
+    FOLDERS = ("imagenet", "imagenetv2-matched-frequency-format-val", "imagenet-r", "imagenet-a", "sketch",
+               "objectnet-1.0", "imagenet-c")
+
+    def data_folders(self) -> list[Path]:
+        return [self.root / name for name in self.FOLDERS if (self.root / name).is_dir()]
     classname_source = "open_clip's ImageNet class names (zero_shot_metadata), in sorted-wnid order"
 
     @property

@@ -118,6 +118,9 @@ class WildsAdapter(DatasetAdapter):
     download_size = ""
     metadata_files: tuple[str, ...] = ()
 
+    def data_folders(self) -> list[Path]:
+        return [self.folder] if self.folder.is_dir() else []
+
     def check_files(self) -> list[str]:
         folder = self.folder
         releases = sorted(p.name for p in folder.glob("RELEASE_v*.txt")) if folder.is_dir() else []

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench import __version__
+from bench.datasets.cards import summary as data_summary
 from bench.datasets.check import failures
 from bench.engine import distributed
 from bench.engine.access import DataGuard, ProtocolViolation
@@ -96,7 +97,9 @@ def build_engine(p: Plan, request: RunRequest, cache_dir) -> EngineContext:
                          f"processes; use a multiple of {world.size} (--set batch_size=N) or another --nproc_per_node")
     guard = DataGuard(protocol, p.method_cls.requires)
     workers = request.workers if request.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
-    return EngineContext(protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
+    engine = EngineContext(protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
+    engine.data = data_summary(dataset)  # read now: an unreadable card fails before the run folder exists
+    return engine
 
 
 def build_method(p: Plan, engine: EngineContext, trial_reporter=None):
@@ -310,6 +313,7 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         "summary": variants[reported]["summary"],
         "variants": variants,
         "split_sizes": {name: len(engine.readable(name)) for name in splits},
+        "data": engine.data,  # which copy of the data: its data card's sha256 (bench data verify)
         "predictions": {"file": PREDICTIONS, "sha256": hashlib.sha256(blob).hexdigest(),
                         "layout": "numpy .npz: '<variant>|<split>' = top-1 class (int32) per example in split order; "
                                   "'ids|<split>' = example ids (position in the split, or the file path relative to "

@@ -140,6 +140,14 @@ def notes(section: Section) -> list[str]:
     return out
 
 
+def data_line(section: Section) -> str:
+    copies = sorted(section.data_copies.items())
+    if len(copies) == 1:
+        return f"Data: {copies[0][0]}, for all {copies[0][1]} runs."
+    return ("Data: MIXED copies — " + "; ".join(f"{copy}: {n} runs" for copy, n in copies)
+            + ". Rows may not be comparable.")
+
+
 def section_slug(section: Section) -> str:
     raw = f"{section.dataset}-{section.protocol}-{section.arch}-{section.pretrained}-{'official' if section.official else 'unofficial'}"
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in raw)
@@ -171,6 +179,7 @@ def render(sections: list[Section], protocols: dict, n_runs: int, incomplete: in
                   "the zero-shot model at alpha = 0.5; \"not run\" / \"incomplete\" rows name built-in methods "
                   "without a finished run here.", ""]
         lines += [results_table(s), ""]
+        lines += [data_line(s), ""]
         lines += notes(s) + ([""] if notes(s) else [])
         lines += vs_ft_explanation(s)
         lines += [er_explanation(s), ""]
