@@ -143,7 +143,8 @@ def notes(section: Section) -> list[str]:
 def data_line(section: Section) -> str:
     copies = sorted(section.data_copies.items())
     if len(copies) == 1:
-        return f"Data: {copies[0][0]}, for all {copies[0][1]} runs."
+        n = copies[0][1]
+        return f"Data: {copies[0][0]}, for {'its 1 run' if n == 1 else f'all {n} runs'}."
     return ("Data: MIXED copies — " + "; ".join(f"{copy}: {n} runs" for copy, n in copies)
             + ". Rows may not be comparable.")
 
