@@ -235,14 +235,16 @@ def _data_download(args) -> int:
 
 
 def _data_verify(args, names) -> int:
-    from bench.cli_output import decode_progress, print_verification
+    from bench.cli_output import hashing_progress, print_verification
     from bench.data_cli import verify
 
+    if args.workers is not None and not 1 <= args.workers <= 1024:
+        raise BenchError(f"--workers {args.workers} is out of range; pass 1 to 1024 hashing threads")
     if not args.datasets:  # all: only those with files under the data root (the testbed is embedded)
         from bench.data_cli import _adapter
 
         names = [n for n in names if _adapter(n, args.data_root).needs_data_root]
-    with decode_progress(args.checksums) as progress:
+    with hashing_progress(args.checksums) as progress:
         results = verify(names, args.data_root, args.checksums, args.workers, progress)
     print_verification(results)
     return 0 if all(r.ok for r in results) else 1

@@ -140,6 +140,16 @@ def decode_progress(enabled: bool):
                     console=progress_console, transient=True)
 
 
+def hashing_progress(enabled: bool):
+    """Files hashed per dataset for `bench data verify --checksums` (on stderr), or a no-op."""
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=progress_console, transient=True)
+
+
 def print_data_check(findings: list) -> None:
     """A table on a terminal; when piped, plain lines that never cut a path (one line per note)."""
     if not console.is_terminal:
@@ -212,12 +222,36 @@ def print_selection(selections) -> None:
     console.print(table)
 
 
+class _LazyProgress:
+    """A rich Progress that starts with its first bar: a command that fails before any transfer prints only its
+    error line (a started live display ends with an empty line)."""
+
+    def __init__(self, progress: Progress):
+        self._progress, self._started = progress, False
+
+    def add_task(self, *args, **kwargs):
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        return self._progress.add_task(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._progress, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._started:
+            self._progress.stop()
+
+
 def download_progress():
     """Bytes, speed and time left per archive (on stderr); hashing and extraction show as their own bars."""
     from rich.progress import DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=progress_console, transient=True)
+    return _LazyProgress(Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TransferSpeedColumn(), TimeRemainingColumn(), console=progress_console, transient=True))
 
 
 def print_sources(items: dict) -> None:

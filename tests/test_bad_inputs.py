@@ -142,7 +142,20 @@ def cases(files: Path) -> list[tuple[list[str], str]]:
         (["run", "--method", "ft", "--dataset", "fmow", "--data-root", str(files)],  # the default hub model: data first
          "fmow all splits: missing"),
         (["data", "check", "nosuch"], "unknown dataset 'nosuch'"),
-        (["data", "download", "domainnet", "--data-root", str(files)], "bench can download iwildcam, fmow"),
+        (["data", "download", "domainnet", "--data-root", str(files)], "bench cannot download 'domainnet'; downloadable: "
+                                                                        "iwildcam, fmow, imagenet-v2"),
+        (["data", "download", "iwildcam", "--source", "nope", "--data-root", str(files / "dl")],
+         "iwildcam has no source 'nope'; its sources: wilds, hf-emmilly"),
+        (["data", "download", "iwildcam", "--from-archive", "/no/such.tgz", "--data-root", str(files / "dl")],
+         "--from-archive /no/such.tgz is not a file"),
+        (["data", "download", "iwildcam", "--sources", "/no/such.json", "--data-root", str(files / "dl")],
+         "cannot read the sources table /no/such.json"),
+        (["data", "download", "iwildcam", "--sources", str(files / "afile"), "--data-root", str(files / "dl")],
+         "is not valid JSON"),
+        (["data", "download", "iwildcam", "--source", "wilds", "--from-archive", str(files / "afile"), "--data-root",
+          str(files / "dl")], "pass --source or --from-archive, not both"),
+        (["data", "verify", "nosuch"], "unknown dataset 'nosuch'"),
+        (["data", "verify", "iwildcam", "--workers", "0", "--data-root", str(files)], "--workers 0 is out of range"),
         (["data", "download", "iwildcam"], "pass --data-root DIR"),
         (["data", "download", "iwildcam", "--data-root", str(files / "afile")], "is a file, not a folder"),
         (["data"], "required: data_command"),
@@ -165,7 +178,7 @@ def cases(files: Path) -> list[tuple[list[str], str]]:
     return out
 
 
-N_CASES = len(HPARAMS) + len(PROTOCOL) + 2 + 59
+N_CASES = len(HPARAMS) + len(PROTOCOL) + 2 + 66
 
 
 def test_there_are_over_a_hundred_distinct_cases(files):
@@ -185,4 +198,5 @@ def test_bad_input(index, files, store, capsys, monkeypatch):
     assert code == 2, (argv, out, err)
     assert fragment in err, (argv, err)
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert argv[0] != "data" or err.startswith("bench: error: "), err  # nothing before the line (no progress residue)
     assert snapshot(store) == before

@@ -104,7 +104,25 @@ def _total(response, have: int) -> int | None:
     return int(length) if length and length.isdigit() else None
 
 
-def transfer(url: str, part: Path, size: int | None, headers: dict, progress=None, task=None) -> int:
+class _Bar:
+    """A progress bar made only once bytes flow (a source that fails before that prints nothing but its line)."""
+
+    def __init__(self, progress, label: str):
+        self.progress, self.label, self.task = progress, label, None
+
+    def start(self, done: int, total: int | None) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def advance(self, n: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+
+def transfer(url: str, part: Path, size: int | None, headers: dict, bar: _Bar | None = None) -> int:
     """Bring `part` to the whole file from `url` (`size` bytes where pinned), resuming from what it holds; returns
     the size reached. SourceFailed on any failure (a partial file is kept to resume from)."""
     have = part.stat().st_size if part.exists() else 0
@@ -119,7 +137,7 @@ def transfer(url: str, part: Path, size: int | None, headers: dict, progress=Non
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the server refuses our range: start this file again
             part.unlink()
-            return transfer(url, part, size, headers, progress, task)
+            return transfer(url, part, size, headers, bar)
         raise SourceFailed(f"HTTP {exc.code} {exc.reason}")
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         network = _network_reason(exc)
@@ -135,14 +153,13 @@ def transfer(url: str, part: Path, size: int | None, headers: dict, progress=Non
         expected = size if size is not None else total
         if size is not None and total is not None and total != size:
             raise SourceFailed(f"the server offers {total} bytes, the pinned size is {size}: not the pinned archive")
-        if progress is not None:
-            progress.update(task, completed=have, total=expected)
+        bar = bar or _Bar(None, "")
+        bar.start(have, expected)
         try:
             with open(part, "ab" if have else "wb") as out:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
-                    if progress is not None:
-                        progress.advance(task, len(chunk))
+                    bar.advance(len(chunk))
         except OSError as exc:
             if exc.errno == 28:
                 raise BenchError(f"the disk of {part.parent} is full; free space and run the command again (it resumes)")
@@ -177,10 +194,10 @@ def _fetch(item: Item, source: Source, parts: Path, progress, allow_unpinned: bo
         raise SourceFailed("HF_HUB_OFFLINE is set; unset it to download from the Hub", network=True)
     url = source.resolve()
     part = parts / f"{item.name}-{source.name}-{(source.sha256 or 'unpinned')[:12]}-{source.archive_name}.part"
-    task = progress.add_task(f"{item.name} from {source.name}", total=source.size) if progress is not None else None
+    bar = _Bar(progress, f"{item.name} from {source.name}")
     for attempt in range(RETRIES + 1):
         try:
-            transfer(url, part, source.size, _headers(source), progress, task)
+            transfer(url, part, source.size, _headers(source), bar)
             break
         except SourceFailed as exc:
             if exc.network or attempt == RETRIES or not part.exists() or "stopped at" not in str(exc):
