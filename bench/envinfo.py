@@ -37,8 +37,20 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def environment(device: torch.device) -> dict:
+def determinism() -> dict:
+    """The settings that decide whether a rerun on the same device is bitwise equal (README: Reproducibility)."""
+    return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cuda_matmul_tf32": bool(torch.backends.cuda.matmul.allow_tf32)}
+
+
+def environment(device: torch.device, fixed_threads: int | None = None) -> dict:
     return {
+        "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
+                    "fixed_by_dataset": fixed_threads},
+        "determinism": determinism(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in PACKAGES},

@@ -202,6 +202,20 @@ def test_budget_rule_official_lengthens_only_autoft_and_is_unofficial(tmp_path):
     assert ft.protocol.steps == 500  # methods without an official length train the protocol's steps
 
 
+def test_official_final_run_lengths_per_dataset_by_hand():
+    """iWildCam/FMoW: one caption row per (image, template) -> steps x templates; ImageNet: one row per image
+    (imagenet_csv_creator.py) -> its 10 epochs, 10 x 2,482 = 24,820 steps (official ~25,030 on the full train)."""
+    from bench.datasets.wilds_data import FMOW_TEMPLATES, IWILDCAM_TEMPLATES
+    from bench.methods.autoft import AutoFT
+    from bench.protocols.imagenet import IMAGENET
+    from bench.protocols.wilds import FMOW, IWILDCAM
+
+    assert AutoFT.official_steps(IWILDCAM, IWILDCAM_TEMPLATES) == 20 * 507 * 2 == 20_280
+    assert AutoFT.official_steps(FMOW, FMOW_TEMPLATES) == 20 * 300 * 16 == 96_000
+    assert AutoFT.official_steps(IMAGENET, tuple(["t"] * 80)) == 24_820  # not 24,820 x 80 = 1,985,600
+    assert IMAGENET.ood_val_size == 15_000 and IWILDCAM.ood_val_size == FMOW.ood_val_size == 1_000
+
+
 def test_kill_9_of_one_of_two_search_workers_loses_and_repeats_no_trial(tmp_path):
     store = tmp_path / "runs"
     victim, other = _worker(store, 6), _worker(store, 6)

@@ -235,6 +235,27 @@ def test_lp_chooses_c_by_id_val(store):
     assert record["data_access"]["train"] == ["id_val", "train"]
 
 
+def test_lp_fits_on_raw_features_with_the_official_50_values_of_c(store):
+    """Kumar et al.'s probe reads CLIP's raw encode_image output (not L2-normalised); its driver sweeps 50 C."""
+    from bench.engine.run import build_engine, build_method
+    from bench.runner import RunRequest, plan
+
+    request = RunRequest(method="lp", out=store, settings=["c_steps=3"])
+    p = plan(request)
+    assert plan(RunRequest(method="lp", out=store)).hparams["c_steps"] == 50
+    method = build_method(p, build_engine(p, request, None))
+    raw, _ = method.ctx.frozen_features("train", normalized=False)
+    unit, _ = method.ctx.frozen_features("train")
+    assert not torch.allclose(raw.norm(dim=-1), torch.ones(len(raw)))
+    assert torch.allclose(unit, torch.nn.functional.normalize(raw, dim=-1))
+    model = method.build()
+    assert model.normalize is False
+    images = method.ctx.split("id_val").images[:4]
+    with torch.no_grad():
+        assert torch.allclose(model(images), model.head(model.visual(images)))  # the head reads raw features
+        assert not torch.allclose(model(images), model.head(torch.nn.functional.normalize(model.visual(images), dim=-1)))
+
+
 def test_unofficial_marking(store):
     record, _ = run_method("zeroshot", store, settings=())
     assert record["official"] is False

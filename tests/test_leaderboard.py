@@ -150,11 +150,16 @@ def test_reported_rows_are_labelled_with_their_source_and_kept_apart(tmp_path):
     text, _ = leaderboard_markdown(tmp_path)
     rows = [line for line in text.splitlines() if line.startswith("| reported: ")]
     cells = {tuple(c.strip() for c in line.split("|")[1:4]) for line in rows}
-    assert ("reported: DRM", "53.53", "40.49") in cells  # iWildCam macro-F1, ID and OOD
-    assert ("reported: DRM", "–", "45.66") in cells  # FMoW: ID was average accuracy, not worst-region
+    assert ("reported: DRM ≠", "53.53", "40.49") in cells  # iWildCam macro-F1, ID and OOD
+    assert ("reported: DRM ≠", "–", "45.66") in cells  # FMoW: ID was average accuracy, not worst-region
     tpgm = next(line for line in rows if line.startswith("| reported: TPGM "))
     assert [c.strip() for c in tpgm.split("|")[2:8]] == ["83.80", "75.27", "76.87", "55.91", "54.50", "–"]
     assert "PotatoTian/TPGM @ 9124c3c" in tpgm
+    # each row states its protocol; one that departs from the section's is marked and says how
+    assert tpgm.startswith("| reported: TPGM ≠") and "R/A over 200 classes" in tpgm
+    assert "TPGM's projection trained on ImageNet val, its reported ID test" in tpgm
+    zero_shot = next(line for line in rows if line.startswith("| reported: zero-shot (Lipsum-FT)"))
+    assert "≠" not in zero_shot and "80 OpenAI templates" in zero_shot and "no known difference" in zero_shot
     assert not any("soup" in line for line in rows)  # ViT-B-32 numbers never enter a ViT-B-16 section
     assert "no row for this model" in text  # the tiny model's iWildCam section
     assert text.count("| ft ") == 3 * 4  # measured rows stay (results, hyperparameter, timing tables of 4 sections)
@@ -255,3 +260,10 @@ def test_golden_page_and_csv_from_committed_fixture_runs(tmp_path):
     write_leaderboard(fixtures / "leaderboard_runs", tmp_path / "LEADERBOARD.md", plots=False)
     assert (tmp_path / "LEADERBOARD.md").read_text() == (fixtures / "leaderboard_golden.md").read_text()
     assert (tmp_path / "leaderboard" / "results.csv").read_text() == (fixtures / "leaderboard_golden.csv").read_text()
+
+
+def test_every_reported_row_states_its_protocol():
+    from bench.leaderboard.reported import REPORTED
+
+    assert all(r.protocol_facts for r in REPORTED)
+    assert {r.method for r in REPORTED if not r.differs} == {"zero-shot (Lipsum-FT)"}  # the one we match

@@ -183,6 +183,50 @@ def test_lipsum_regulariser_is_zero_at_the_start_and_never_trains_the_text_tower
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.visual.parameters())
 
 
+def test_lipsum_head_is_the_official_unit_prototypes_times_the_fixed_scale():
+    """Lipsum-FT.py 186-187: logits = exp(logit_scale) * f @ W, W = unit-length prototypes, no bias; its AdamW step
+    is the same size per entry as FT's, so relative to the head it is s times larger."""
+    from bench.methods.lipsum import PrototypeHead
+
+    scaled = torch.tensor([[3.0, 4.0], [0.0, 200.0]])  # FT's head: s * prototypes (here not yet unit-length)
+    head = PrototypeHead(scaled, torch.tensor(100.0))
+    assert torch.allclose(head.weight.detach(), torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+    assert [name for name, _ in head.named_parameters()] == ["weight"]  # no bias; the scale is a buffer
+    f = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    assert torch.allclose(head(f), torch.tensor([[60.0, 0.0], [100.0, 80.0]]))
+    # one AdamW step (lr 1e-3, no decay) moves every entry by ~lr: a relative change of 1e-3, against 1e-5 for a
+    # head that holds s * W, as FT's does
+    plain = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        plain.weight.copy_(100.0 * head.weight)
+    for module in (head, plain):
+        optimiser = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=0.0)
+        before = module.weight.detach().clone()
+        module(f).sum().backward()
+        optimiser.step()
+        relative = ((module.weight.detach() - before).abs().max() / before.abs().max()).item()
+        assert relative == pytest.approx(1e-3 if module is head else 1e-5, rel=1e-3)
+
+
+def test_lipsum_evaluates_a_plain_head_with_the_same_logits(store):
+    from bench.engine.run import build_engine, build_method
+    from bench.methods.lipsum import PrototypeHead
+    from bench.runner import RunRequest, plan
+
+    request = RunRequest(method="lipsum", out=store, settings=["texts=8"])
+    p = plan(request)
+    method = build_method(p, build_engine(p, request, None))
+    model = method.build()
+    assert isinstance(model.head, PrototypeHead)
+    plain = method.evaluation_model(model)
+    assert isinstance(model.head, PrototypeHead) and type(plain.head) is torch.nn.Linear  # the model is unchanged
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(plain(images), model(images), atol=1e-4)
+        zero_shot = method.ctx.zero_shot_classifier()
+        assert torch.allclose(model(images), zero_shot(images), atol=1e-4)  # it starts as the zero-shot model
+
+
 # --- which runs each consumer takes --------------------------------------------------------------------------------
 
 def _runs(*pairs):

@@ -174,3 +174,16 @@ def test_readme_real_benchmark_flow_on_fixture_folders(data_root, tmp_path, caps
     assert "F1-macro_all" in page and "| ft " in page and "| reported: " not in page  # unofficial: no reported rows
     assert f"Data: data card {card[:12]} (not downloaded by bench (a copy installed by hand); verified " in page
     assert "for all 3 runs." in page
+
+
+def test_fmow_prompts_keep_the_underscores_except_in_the_article_templates(data_root, info):
+    """WiSE-FT's fmow_template.py: 14 of 16 templates take the WILDS name as it is; the two with
+    append_proper_article space it."""
+    from bench.datasets.wilds_data import FMOW_TEMPLATES
+    from bench.models.classifier import format_prompt
+
+    assert "airport_hangar" in FMoW(info, data_root).classnames
+    prompts = [format_prompt(t, "airport_hangar") for t in FMOW_TEMPLATES]
+    assert prompts[:4] == ["satellite photo of a airport_hangar.", "aerial photo of a airport_hangar.",
+                           "satellite photo of an airport hangar.", "aerial photo of an airport hangar."]
+    assert sum("_" in p for p in prompts) == 14 and prompts[-2:] == ["a photo of a airport_hangar.", "airport_hangar."]

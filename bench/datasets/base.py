@@ -40,6 +40,7 @@ class DatasetAdapter(ABC):
     templates: tuple[str, ...] = ()
     protocol = None  # the dataset's default Protocol
     needs_data_root = True  # False only for the embedded testbed
+    cpu_threads: int | None = None  # a fixed intra-op thread count for CPU runs (the testbed's), or the machine's
 
     def __init__(self, model_info: ModelInfo, data_root: Path | None = None):
         self.model_info = model_info

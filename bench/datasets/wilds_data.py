@@ -26,7 +26,9 @@ IWILDCAM_TEMPLATES = ("a photo of {}.", "{} in the wild.")
 
 
 FMOW_TEMPLATES = (
-    "satellite photo of a {}.", "aerial photo of a {}.", "satellite photo of {article} {}.", "aerial photo of {article} {}.",
+    # WiSE-FT's fmow_template.py: the names keep their '_' except in the two templates that add an article
+    "satellite photo of a {}.", "aerial photo of a {}.", "satellite photo of {article} {spaced}.",
+    "aerial photo of {article} {spaced}.",
     *(f"{kind} photo of a {{}} in {where}." for where in ("asia", "africa", "the americas", "europe", "oceania")
       for kind in ("satellite", "aerial")),
     "a photo of a {}.", "{}.",
@@ -192,14 +194,14 @@ class FMoW(WildsAdapter):
     expected_sizes = {"train": 76863, "id_val": 11483, "id_test": 11327, "ood_val": 19915, "ood_test": 22108}
     download_size = "about 50 GB"
     metadata_files = ("rgb_metadata.csv", "country_code_mapping.csv")
-    classname_source = "WILDS' FMoW category names with '_' as spaces (FLYP's captions keep the '_': a documented deviation)"
+    classname_source = ("WILDS' FMoW category names as they are ('_' kept, as WiSE-FT's and FLYP's prompts; the two "
+                        "article templates space them, as WiSE-FT's append_proper_article)")
 
     @property
     def classnames(self) -> tuple[str, ...]:
-        # WILDS' own 62 category names, with spaces for the prompts (FLYP's captions keep the underscores)
         from wilds.datasets.fmow_dataset import categories
 
-        return tuple(c.replace("_", " ") for c in categories)
+        return tuple(categories)
 
     def image_path(self, index: int) -> Path:
         return self.folder / "images" / f"rgb_img_{self.wilds_dataset().full_idxs[index]}.png"

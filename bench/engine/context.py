@@ -108,7 +108,7 @@ class EngineContext:
         return model.to(self.device)
 
     def cached_features(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of split `name` under the pretrained image tower, computed once and cached on disk
+        """Raw features (the tower's output, not normalised) of split `name` under the pretrained image tower, computed once and cached on disk
         (keyed by the weights, preprocessing and the split's contents), so zero-shot, LP and LP-FT over several
         seeds pay for one feature pass per split. Read through the guard like any other access, and without
         augmentation (the evaluation preprocessing, also for the training split)."""
@@ -129,7 +129,7 @@ class EngineContext:
         # Always the engine's own pretrained tower (never a method's copy, which method code could have changed),
         # so the cache shared by later runs holds only what its key says.
         self.clip.to(self.device)
-        tower = ImageClassifier(self.clip.visual, torch.nn.Identity())
+        tower = ImageClassifier(self.clip.visual, torch.nn.Identity(), normalize=False)  # raw: heads normalise as they need
         self._features[name] = predict(tower, split, self.protocol.eval_batch_size, self.device,
                                        self.autocast_dtype, self.num_workers)
         if file is not None and distributed.launched().main:  # features only: labels come from the split, so the cache holds none
@@ -147,5 +147,6 @@ class EngineContext:
             digest.update("\n".join(map(str, split.paths)).encode())
             digest.update(repr(split.transform).encode())
         digest.update(split.labels.numpy().tobytes())
-        key = json.dumps([self.model_info.as_dict(), self.dataset.name, name, digest.hexdigest(), str(self.autocast_dtype)])
+        key = json.dumps([self.model_info.as_dict(), self.dataset.name, name, digest.hexdigest(), str(self.autocast_dtype),
+                          "raw"])  # raw tower outputs (before bench 0.2 the cache held normalised ones)
         return self.cache_dir / "features" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"

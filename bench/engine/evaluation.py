@@ -44,8 +44,9 @@ def evaluate(model, ctx, splits, frozen: bool = False) -> tuple[dict[str, dict[s
         if frozen:
             features, labels = ctx.cached_features(name)
             size = ctx.protocol.eval_batch_size
-            with torch.no_grad():
-                logits = torch.cat([model.head(features[i : i + size].to(ctx.device)).float().cpu()
+            with torch.no_grad(), torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype,
+                                                 enabled=ctx.autocast_dtype is not None):
+                logits = torch.cat([model.head(model.from_tower(features[i : i + size].to(ctx.device))).float().cpu()
                                     for i in range(0, len(features), size)])
         else:
             logits, labels = predict(model, data, ctx.protocol.eval_batch_size, ctx.device, ctx.autocast_dtype,

@@ -11,6 +11,7 @@ import os
 import resource
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -155,6 +156,27 @@ def execute(request: RunRequest, method_cls: type, dataset_cls: type, reporter=N
     if store.is_done(final) and not request.force:
         return store.load_record(final), "skipped"
 
+    with fixed_threads(p.dataset_cls, request.device):
+        return _execute_planned(p, request, store, final, reporter, stop_after)
+
+
+@contextmanager
+def fixed_threads(dataset_cls, device_request):
+    """The dataset's fixed intra-op thread count for a CPU run (the testbed: its results then do not depend on the
+    machine's cores or OMP_NUM_THREADS); the caller's count is restored afterwards."""
+    n = getattr(dataset_cls, "cpu_threads", None)
+    if n is None or resolve_device(device_request).type != "cpu":
+        yield None
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+def _execute_planned(p: Plan, request: RunRequest, store: RunStore, final, reporter, stop_after):
     started = time.perf_counter()
     engine = build_engine(p, request, store.root / ".cache")  # weights, data check, budget: before any write
     method = build_method(p, engine, getattr(reporter, "trial", None))
@@ -325,7 +347,8 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         "history": history,
         "timing": timing,
         "data_access": engine.guard.log(),
-        "env": {**environment(device), "processes": distributed.current().size},  # >1: data parallel under torchrun
+        "env": {**environment(device, getattr(p.dataset_cls, "cpu_threads", None) if device.type == "cpu" else None),
+                "processes": distributed.current().size},  # >1: data parallel under torchrun
     }
     record = json.loads(json.dumps(record, default=str))  # the caller gets exactly what a later read gets
     return record, "done", files

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
+import torch.nn.functional as F
 
 from bench.engine.access import ProtocolViolation
 from bench.engine.planning import INPUT_FIELDS, INPUT_WEIGHTS
@@ -103,11 +104,11 @@ class MethodView:
     def zero_shot_classifier(self):
         return self._engine.zero_shot_classifier()
 
-    def frozen_features(self, role: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised features of a readable split under the pretrained image tower (linear probes), cached,
-        extracted without augmentation."""
+    def frozen_features(self, role: str, normalized: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of a readable split under the pretrained image tower, L2-normalised (what a CLIP head reads)
+        or raw (`normalized=False`: Kumar et al.'s linear probe), cached, extracted without augmentation."""
         features, labels = self._engine.cached_features(self._engine.guard.split_name(role))
-        return features.clone(), labels.clone()
+        return (F.normalize(features, dim=-1) if normalized else features.clone()), labels.clone()
 
     def input_state(self, run_id: str) -> dict[str, torch.Tensor]:
         """The trained weights of one of this run's inputs (`inputs`), on the CPU: a state dict of the model the

@@ -118,14 +118,17 @@ def reported_table(section: Section) -> list[str]:
                 "repository file are shown (bench/leaderboard/reported.py).", ""]
     m = section.metric
     headers = ["reported (not measured here)", f"ID {section.id_split} {m}", *[f"{s} {m}" for s in section.ood_splits],
-               "source", "note"]
+               "source", "note", "their protocol", "differs from this section's"]
     body = []
     for r in section.reported:
         ood = dict(r.ood_metrics)
-        body.append([f"reported: {r.method}", "–" if r.id_metric is None else f"{r.id_metric:.2f}",
-                     *[f"{ood[s]:.2f}" if s in ood else "–" for s in section.ood_splits], r.source, r.note])
+        body.append([f"reported: {r.method}" + (" ≠" if r.differs else ""),
+                     "–" if r.id_metric is None else f"{r.id_metric:.2f}",
+                     *[f"{ood[s]:.2f}" if s in ood else "–" for s in section.ood_splits], r.source, r.note,
+                     r.protocol_facts or "not stated", r.differs or "no known difference"])
     return ["Reported by the official repositories (their code, data copies and budgets; not comparable run for run; "
-            "never part of our means; \"–\": not reported under this metric):", "",
+            "never part of our means; \"–\": not reported under this metric; \"≠\": a row whose protocol differs "
+            "from this section's, as its last column says):", "",
             tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
 
 

@@ -65,8 +65,12 @@ class CLIPWithHead(nn.Module):
 
 
 # Where the released scripts (cchoi1/auto-ft autoft/scripts/*.sh) differ from the protocol's defaults, per dataset:
-# imagenet.sh: --lr 1e-5 (the protocol's FT lr is 3e-5), --inner_steps 100, no --clip_gradient.
-OFFICIAL = {"imagenet": {"base_lr": 1e-5, "inner_steps": 100, "clip_gradients": False}}
+# imagenet.sh: --lr 1e-5 (the protocol's FT lr is 3e-5), --inner_steps 100, no --clip_gradient. Its
+# --num_ood_hp_examples 15000 is the ImageNet protocol's ood_val_size (bench/protocols/imagenet.py).
+# Caption rows per training image of the official final run's loader: one per template on iWildCam and FMoW
+# (their CSV creators write every (image, template) pair); one on ImageNet (imagenet_csv_creator.py 228-262 writes
+# one randomly chosen template per image: its second loop writes after close()).
+OFFICIAL = {"imagenet": {"base_lr": 1e-5, "inner_steps": 100, "clip_gradients": False, "captions_per_image": "one"}}
 
 
 def _official(protocol, key: str, default):
@@ -112,8 +116,12 @@ class AutoFT(Method):
 
     @classmethod
     def official_steps(cls, protocol, templates) -> int:
-        # The official final run counts epochs over its caption loader, one row per (image, template): an "epoch"
-        # is len(templates) passes over the images (iWildCam 2x, FMoW 16x the protocol's steps).
+        # The official final run counts epochs over its caption loader. On iWildCam and FMoW it has one row per
+        # (image, template): an "epoch" is len(templates) passes over the images (2x, 16x the protocol's steps).
+        # On ImageNet one row per image: the protocol's 10 epochs (official: ~25,030 steps over the full train set;
+        # here 24,820 over train less the 10,000 ID-val images), not steps x 80 templates.
+        if _official(protocol, "captions_per_image", "all") == "one":
+            return protocol.steps
         return protocol.steps * len(templates)
 
     def __init__(self, hp, ctx):

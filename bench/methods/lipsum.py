@@ -9,7 +9,11 @@ the pretrained image tower's normalised embeddings of the same (augmented) train
     loss = CE(head(f(x)), y) + lam * mean_x [ sum_m (s <f(x), t_m> - s <f0(x), t_m>)^2 / (2M) ]
 
 lam = 1 (official default). The pretrained image tower, the text tower and s get no gradient; the image tower
-and the zero-shot-initialised head train, as in FT.
+and the head train. The head is the official one (Lipsum-FT.py 121-132, 186-187; setup.py 91-93): a matrix W of
+unit-length class prototypes (the zero-shot head's rows, normalised), logits = s <f, w_k>, no bias, W trained as
+it is. (FT's head holds s * W and a bias; under AdamW, whose steps do not scale with the parameter, the official
+head moves ~s = 100 times faster relative to its size on OpenAI CLIP.) For evaluation and weight ensembling the
+trained model becomes a plain classifier with weight s * W and zero bias: the same logits.
 
 Deviations: the optimiser, schedule, budget, clipping and weight decay are the protocol's, as for FT (official:
 AdamW lr 1e-5, wd 0, 10 % warm-up then cosine, no clipping, bf16 moments); open_clip's text tower pads the
@@ -21,11 +25,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bench.config import AT_LEAST_ONE, NON_NEGATIVE, HParam, seed_hash
 from bench.errors import BenchError
 from bench.methods import register_method
 from bench.methods.base import Method
+from bench.models.classifier import ImageClassifier, linear_head
 
 
 def random_texts(count: int, length: int, sot: int, eot: int, context: int, seed: int) -> torch.Tensor:
@@ -43,6 +49,19 @@ def energy_gap(features: torch.Tensor, prior: torch.Tensor, texts: torch.Tensor,
     source = scale * features.float() @ texts.float().T
     target = scale * prior.float() @ texts.float().T
     return ((source - target).pow(2).sum(dim=-1) / (2 * texts.shape[0])).mean()
+
+
+class PrototypeHead(nn.Module):
+    """logits = scale * features @ W.T with W (classes x dim) initialised to unit-length prototypes; no bias; the
+    scale is the pretrained exp(logit_scale), fixed."""
+
+    def __init__(self, scaled_weight: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(F.normalize(scaled_weight.float(), dim=-1).clone())
+        self.register_buffer("scale", scale.detach().float().reshape(()).clone())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * features @ self.weight.T
 
 
 @register_method("lipsum")
@@ -64,6 +83,7 @@ class LipsumFT(Method):
 
     def build(self):
         model = super().build()
+        model.head = PrototypeHead(model.head.weight.detach(), self.ctx.clip.logit_scale.detach().exp())
         # the method's own copy of the pretrained CLIP (image tower, text tower, scale), frozen, on the run's device
         clip = self.ctx.clip.float().to(self.ctx.device)
         clip.eval().requires_grad_(False)
@@ -73,6 +93,12 @@ class LipsumFT(Method):
         self._sot, self._eot = int(tokenizer.sot_token_id), int(tokenizer.eot_token_id)
         self._context = int(clip.context_length)
         return model
+
+    def evaluation_model(self, model):
+        if not isinstance(model.head, PrototypeHead):
+            return model
+        head = linear_head(model.head.scale * model.head.weight.detach()).to(model.head.weight.device)
+        return ImageClassifier(model.visual, head)  # a new model (the tower shared): `model` stays as it is
 
     def text_features(self) -> torch.Tensor:
         tokens = random_texts(int(self.hp["texts"]), int(self.hp["text_length"]), self._sot, self._eot, self._context,

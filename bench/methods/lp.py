@@ -1,10 +1,13 @@
-"""LP: logistic regression on frozen image features (Kumar et al.'s recipe, `log_reg_sk.py`): the features are
-standardised by one overall mean and standard deviation of the training features (scalars, not per feature), then
-scikit-learn's L-BFGS LogisticRegression is warm-started along a sweep of the inverse regularisation C over
-log-spaced values (official: 100 values from 1e-7 to 1e2, max_iter 200), C chosen by ID-validation accuracy only.
-The weights are mapped back to the unstandardised features (w / s, b - w . (m / s)) and become the classifier's
-head, so LP-FT can start from them. Features come from the pretrained tower without augmentation (the evaluation
-preprocessing, also for the training split), as officially."""
+"""LP: logistic regression on frozen image features (Kumar et al.'s recipe, AnanyaKumar/transfer_learning @ 13c3e2b
+`log_reg_sk.py`): the features are the image tower's raw output (CLIP's `encode_image`, **not** L2-normalised, as
+officially), standardised by one overall mean and standard deviation of the training features (scalars, not per
+feature), then scikit-learn's L-BFGS LogisticRegression is warm-started along a sweep of the inverse
+regularisation C over log-spaced values from 1e-7 to 1e2 (50 values: the released driver
+`scripts/run_adaptation_experiments.py` passes num_reg_values=50; the script's own default is 100), max_iter 200,
+C chosen by ID-validation accuracy only. The weights are mapped back to the unstandardised features
+(w / s, b - w . (m / s)) and become the classifier's head on the raw features, so LP-FT starts from them and
+fine-tunes with the head reading raw features too. Features come from the pretrained tower without augmentation
+(the evaluation preprocessing, also for the training split), as officially."""
 from __future__ import annotations
 
 import warnings
@@ -55,7 +58,7 @@ class ProbeMixin:
     probe_hparams = {
         "c_min": HParam(1e-7, "smallest inverse regularisation C in the sweep", valid=POSITIVE),
         "c_max": HParam(1e2, "largest C in the sweep", valid=POSITIVE),
-        "c_steps": HParam(100, "number of log-spaced C values", valid=Range(1, 10_000)),
+        "c_steps": HParam(50, "number of log-spaced C values (the official driver's 50)", valid=Range(1, 10_000)),
         "lp_max_iter": HParam(200, "L-BFGS iterations per C (warm-started)", valid=Range(1, 100_000)),
     }
 
@@ -69,12 +72,13 @@ class ProbeMixin:
 
     def fit_probe(self, model):
         hp = self.hp
-        train_x, train_y = self.ctx.frozen_features("train")
-        val_x, val_y = self.ctx.frozen_features("id_val")
+        train_x, train_y = self.ctx.frozen_features("train", normalized=False)
+        val_x, val_y = self.ctx.frozen_features("id_val", normalized=False)
         grid = np.logspace(np.log10(hp["c_min"]), np.log10(hp["c_max"]), int(hp["c_steps"]))
         weight, bias, c, curve = fit_linear_probe(train_x.numpy(), train_y.numpy(), val_x.numpy(), val_y.numpy(),
                                                   len(self.ctx.classnames), grid, int(hp["lp_max_iter"]))
         model.head = linear_head(weight, bias)
+        model.normalize = False  # the probe reads the raw embedding
         self.probe_info = {"C": c, "id_val_acc_at_C": max(acc for _, acc in curve), "c_sweep": curve}
         return model
 

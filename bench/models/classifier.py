@@ -7,23 +7,30 @@ from torch import nn
 
 
 class ImageClassifier(nn.Module):
-    """logits = head(normalize(visual(x))); with a zero-shot head that is 100 * cos(image, class prototype)."""
+    """logits = head(normalize(visual(x))); with a zero-shot head that is 100 * cos(image, class prototype).
+    `normalize=False`: the head reads the tower's raw embedding (Kumar et al.'s linear probe and LP-FT)."""
 
-    def __init__(self, visual: nn.Module, head: nn.Linear):
+    def __init__(self, visual: nn.Module, head: nn.Module, normalize: bool = True):
         super().__init__()
         self.visual = visual
         self.head = head
+        self.normalize = normalize
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.visual(images), dim=-1)
+        return self.from_tower(self.visual(images))
+
+    def from_tower(self, embedding: torch.Tensor) -> torch.Tensor:
+        """What the head reads, given the image tower's raw output (cached frozen features are raw)."""
+        return F.normalize(embedding, dim=-1) if self.normalize else embedding
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
 
 
 def format_prompt(template: str, name: str) -> str:
-    """Fill a prompt template: `{}` is the class name, `{article}` its indefinite article."""
-    return template.format(name, article="an" if name[:1].lower() in "aeiou" else "a")
+    """Fill a prompt template: `{}` is the class name as given, `{spaced}` the name with '_' as spaces and
+    `{article}` its indefinite article (WiSE-FT's `append_proper_article` spaces the name; its other templates do not)."""
+    return template.format(name, article="an" if name[:1].lower() in "aeiou" else "a", spaced=name.replace("_", " "))
 
 
 def zero_shot_weights(clip: nn.Module, tokenizer, classnames, templates, device) -> torch.Tensor:
