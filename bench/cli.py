@@ -241,9 +241,12 @@ def _data_verify(args, names) -> int:
     if args.workers is not None and not 1 <= args.workers <= 1024:
         raise BenchError(f"--workers {args.workers} is out of range; pass 1 to 1024 hashing threads")
     if not args.datasets:  # all: only those with files under the data root (the testbed is embedded)
-        from bench.data_cli import _adapter
+        from bench.data_cli import present
 
-        names = [n for n in names if _adapter(n, args.data_root).needs_data_root]
+        names = present(names, args.data_root)
+        if not names:
+            raise BenchError(f"no dataset folders in {args.data_root or os.environ.get('BENCH_DATA_ROOT')}; "
+                             "`bench data check` lists where each dataset goes")
     with hashing_progress(args.checksums) as progress:
         results = verify(names, args.data_root, args.checksums, args.workers, progress)
     print_verification(results)

@@ -59,6 +59,21 @@ def sources_of(sources_file: Path | None = None):
     return sources.load(sources_file)
 
 
+def present(names: list[str], root: Path | None) -> list[str]:
+    """The datasets among `names` that have files under the data root (the embedded testbed has none)."""
+    from bench.errors import DataProblem
+
+    out = []
+    for name in names:
+        adapter = _adapter(name, root)
+        try:
+            if adapter.needs_data_root and adapter.data_folders():
+                out.append(name)
+        except DataProblem:  # no data root, or the dataset's folder is absent
+            continue
+    return out
+
+
 def verify(names: list[str], root: Path | None, checksums: bool = False, workers: int | None = None, progress=None):
     """One bench.datasets.cards.Verification per dataset (a card written for each that passed)."""
     from bench.datasets.cards import verify as verify_one

@@ -165,3 +165,11 @@ def test_verify_on_the_testbed_and_without_a_data_root(tmp_path, capsys, monkeyp
     assert "pass --data-root DIR" in capsys.readouterr().err
     assert main(["data", "verify", "iwildcm", "--data-root", str(tmp_path)]) == 2
     assert "iwildcam" in capsys.readouterr().err
+
+
+def test_verify_without_names_checks_the_datasets_that_are_there(root, capsys):
+    assert main(["data", "verify", "--data-root", str(root)]) == 0  # iwildcam only: nothing else is in the root
+    out = capsys.readouterr().out
+    assert "iwildcam: verified" in out and "fmow" not in out and "domainnet" not in out
+    assert main(["data", "verify", "--data-root", str(root / "iwildcam_v2.0" / "train")]) == 2
+    assert "no dataset folders in" in capsys.readouterr().err
