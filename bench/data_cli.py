@@ -2,6 +2,7 @@
 Nothing is ever downloaded implicitly."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -78,9 +79,6 @@ def verify(names: list[str], root: Path | None, checksums: bool = False, workers
     """One bench.datasets.cards.Verification per dataset (a card written for each that passed)."""
     from bench.datasets.cards import verify as verify_one
 
-    if root is None and any(_adapter(n, None).needs_data_root for n in names):
-        import os
-
-        if not os.environ.get("BENCH_DATA_ROOT"):
-            raise BenchError("pass --data-root DIR (or set BENCH_DATA_ROOT): the folder that holds the datasets")
+    if root is None and not os.environ.get("BENCH_DATA_ROOT") and any(_adapter(n, None).needs_data_root for n in names):
+        raise BenchError("pass --data-root DIR (or set BENCH_DATA_ROOT): the folder that holds the datasets")
     return [verify_one(_adapter(name, root), checksums, workers, progress) for name in names]

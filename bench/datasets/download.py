@@ -8,6 +8,7 @@ A source that fails (unreachable, HTTP error, wrong size or checksum) is said in
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.datasets.cards import CARDS
 from bench.datasets.sources import Item, Source
 from bench.errors import BenchError
 
@@ -31,15 +33,15 @@ CHUNK = 1 << 20
 RETRIES = 3  # resumed attempts per source after an interrupted transfer
 TIMEOUT_S = 30.0
 PARTS = ".bench-downloads"
-RECEIPTS = "bench-cards"  # beside the data: download receipts, data cards and manifests
 
 
 class SourceFailed(Exception):
-    """This source cannot deliver the archive now; `network` when it could not be reached at all."""
+    """This source cannot deliver the archive now; `network`: it could not be reached at all; `resumable`: the
+    transfer stopped part-way and its partial file is kept to resume from."""
 
-    def __init__(self, message: str, network: bool = False):
+    def __init__(self, message: str, network: bool = False, resumable: bool = False):
         super().__init__(message)
-        self.network = network
+        self.network, self.resumable = network, resumable
 
 
 @dataclass
@@ -59,7 +61,7 @@ def human(n: float) -> str:
 
 
 def receipt_path(root: Path, item: str) -> Path:
-    return root / RECEIPTS / f"{item}.source.json"
+    return root / CARDS / f"{item}.source.json"  # beside the data cards
 
 
 def _drop_token_across_hosts():
@@ -90,12 +92,12 @@ def _network_reason(exc: BaseException) -> str | None:
         return "the connection timed out"
     if isinstance(reason, ConnectionRefusedError):
         return "the connection was refused"
-    if isinstance(reason, OSError) and reason.errno in (101, 113, 99):  # network / host unreachable, no address
+    if isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
         return "the network is unreachable"
     return None
 
 
-def _total(response, have: int) -> int | None:
+def _total(response) -> int | None:
     """The file's full size as the server states it (Content-Range of a 206, else Content-Length)."""
     if response.status == 206:
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
@@ -149,7 +151,7 @@ def transfer(url: str, part: Path, size: int | None, headers: dict, bar: _Bar | 
             start = response.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
             if start != str(have):
                 raise SourceFailed(f"the server resumed at byte {start or '?'} instead of {have}")
-        total = _total(response, have)
+        total = _total(response)
         expected = size if size is not None else total
         if size is not None and total is not None and total != size:
             raise SourceFailed(f"the server offers {total} bytes, the pinned size is {size}: not the pinned archive")
@@ -161,13 +163,13 @@ def transfer(url: str, part: Path, size: int | None, headers: dict, bar: _Bar | 
                     out.write(chunk)
                     bar.advance(len(chunk))
         except OSError as exc:
-            if exc.errno == 28:
+            if exc.errno == errno.ENOSPC:
                 raise BenchError(f"the disk of {part.parent} is full; free space and run the command again (it resumes)")
         except http.client.HTTPException:
             pass  # an interrupted transfer: the caller resumes from what arrived
     got = part.stat().st_size
     if expected is not None and got < expected:
-        raise SourceFailed(f"transfer stopped at {human(got)} of {human(expected)}")
+        raise SourceFailed(f"transfer stopped at {human(got)} of {human(expected)}", resumable=True)
     if expected is not None and got > expected:
         part.unlink()
         raise SourceFailed(f"the server sent {got} bytes, more than the {expected} it announced (removed)")
@@ -200,7 +202,7 @@ def _fetch(item: Item, source: Source, parts: Path, progress, allow_unpinned: bo
             transfer(url, part, source.size, _headers(source), bar)
             break
         except SourceFailed as exc:
-            if exc.network or attempt == RETRIES or not part.exists() or "stopped at" not in str(exc):
+            if not exc.resumable or attempt == RETRIES:
                 raise
             time.sleep(0.5 * 2 ** attempt)
     found = sha256_of(part, progress, f"checking {source.archive_name}")
@@ -313,7 +315,7 @@ def download(item: Item, root: Path, only: str | None = None, keep_archive: bool
         raise BenchError(f"no network: none of {item.name}'s sources can be reached ("
                          + "; ".join(f"{s.name}: {e}" for s, e in failed) + "); connect, or fetch the archive "
                          f"elsewhere and run `bench data download {item.name} --from-archive FILE`")
-    resumable = [s.name for s, e in failed if "stopped at" in str(e)]
+    resumable = [s.name for s, e in failed if e.resumable]
     raise BenchError(f"every source of {item.name} failed (" + "; ".join(f"{s.name}: {e}" for s, e in failed) + ")"
                      + ("; run the same command again to resume" if resumable else
                         f"; try later, or fetch the archive by hand and pass --from-archive FILE"))
