@@ -124,7 +124,8 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="regenerate the leaderboard markdown from the run store")
     lb.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
-    lb.add_argument("--out", type=Path, default=Path("LEADERBOARD.md"), help="markdown file to write")
+    lb.add_argument("--out", type=Path, help="markdown file to write (default: LEADERBOARD.md for the committed runs/, "
+                    "else <runs>/LEADERBOARD.md, so another store never overwrites the committed page)")
     lb.add_argument("--calibration", action="store_true", help="add a table of expected calibration error per split")
     return parser
 
@@ -293,6 +294,8 @@ def cmd_leaderboard(args) -> int:
     from bench.cli_output import console
     from bench.leaderboard import write_leaderboard
 
+    if args.out is None:
+        args.out = Path("LEADERBOARD.md") if args.runs == Path("runs") else args.runs / "LEADERBOARD.md"
     board = write_leaderboard(args.runs, args.out, calibration=args.calibration)
     for where, reason in board.problems:
         print(f"bench: warning: record {args.runs / where} fails the schema, left out: {reason}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -16,7 +17,6 @@ class RichReporter:
         self.title = title
         self.progress = None
         self.task = None
-        self.last_val = "-"
 
     def start(self, total: int, done: int) -> None:
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -56,8 +56,9 @@ def print_summary(record: dict, status: str) -> None:
         console.print(f"search finished ({record['search_s']:.1f}s here)" + (f": {line}" if line else ""))
         return
     metric = record["metric"]
-    table = Table(title=f"{record['method']} on {record['dataset']} (seed {record['seed']}, "
-                        f"variant {record['reported_variant']}){'' if record['official'] else ' [unofficial]'}")
+    title = (f"{record['method']} on {record['dataset']} (seed {record['seed']}, variant {record['reported_variant']})"
+             + ("" if record["official"] else " [unofficial]"))
+    table = Table(title=escape(title))  # rich would read "[unofficial]" as a markup tag and drop it
     table.add_column("split")
     table.add_column("role")
     table.add_column(metric, justify="right")
@@ -212,13 +213,10 @@ def print_selection(selections) -> None:
     table = Table(title="selection by mean ID-val over seeds")
     for column in ("dataset", "model", "method", "draws", "chosen draw", "seeds", "mean ID-val", "hyperparameters"):
         table.add_column(column)
-    import json
-
     for s in selections:
         c = s.chosen
-        hp = ", ".join(f"{k}={v}" for k, v in json.loads(c.hparams).items())
         table.add_row(s.dataset, s.model, s.method, str(s.draws), ", ".join(map(str, c.hparams_seeds)),
-                      str(len(c.seeds)), f"{c.id_val:.2f} {s.metric}", hp)
+                      str(len(c.seeds)), f"{c.id_val:.2f} {s.metric}", s.hparams_text)
     console.print(table)
 
 

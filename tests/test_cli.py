@@ -77,6 +77,20 @@ def test_run_list_and_leaderboard_commands(capsys, tmp_path, filled_store):
     assert code == 0 and "skipped" in out and "OOD avg" in out
 
 
+def test_another_store_never_overwrites_the_committed_leaderboard(capsys, tmp_path, filled_store, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "LEADERBOARD.md").write_text("committed page\n")
+    code, out, _ = run_cli(capsys, ["leaderboard", "--runs", str(filled_store)])
+    assert code == 0 and "| zeroshot" in (filled_store / "LEADERBOARD.md").read_text()
+    assert (tmp_path / "LEADERBOARD.md").read_text() == "committed page\n" and not (tmp_path / "leaderboard").exists()
+
+
+def test_the_summary_says_a_run_is_unofficial(capsys, filled_store):
+    argv = ["run", "--method", "zeroshot", "--out", str(filled_store)] + [x for s in TINY for x in ("--set", s)]
+    code, out, _ = run_cli(capsys, argv)
+    assert code == 0 and "variant final) [unofficial]" in " ".join(out.split())
+
+
 def test_plugin_method_runs_from_the_cli(capsys, tmp_path):
     plugin = Path(__file__).resolve().parent.parent / "examples" / "label_smoothing_plugin.py"
     argv = ["run", "--plugin", str(plugin), "--method", "ls-ft", "--set", "smoothing=0.2", "--out", str(tmp_path),
@@ -84,3 +98,15 @@ def test_plugin_method_runs_from_the_cli(capsys, tmp_path):
     code, out, err = run_cli(capsys, argv)
     assert code == 0, err
     assert "ls-ft on tinyshift" in out
+
+
+def test_bench_select_prints_hyperparameters_as_the_tables_do(capsys, monkeypatch):
+    from bench import cli_output
+    from bench.cli_output import print_selection
+    from bench.leaderboard.selection import Candidate, Selection
+
+    monkeypatch.setattr(cli_output.console, "width", 300)  # one line per row, nothing folded
+    chosen = Candidate('{"lr": 0.000113485, "steps": 300, "weight_decay": 0.019937}', (2,), (0, 1, 2), 80.5)
+    print_selection([Selection("tinyshift", "p@1", "m", "ft", "acc", chosen, (chosen,))])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "lr=0.000113, steps=300, weight_decay=0.0199" in out and "0.000113485" not in out

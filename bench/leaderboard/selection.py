@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bench.config import short_value
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -28,6 +30,11 @@ class Selection:
     @property
     def draws(self) -> int:
         return len(self.candidates)
+
+    @property
+    def hparams_text(self) -> str:
+        """The chosen hyperparameters as tables print them (floats to 3 significant digits)."""
+        return ", ".join(f"{k}={short_value(v)}" for k, v in json.loads(self.chosen.hparams).items())
 
 
 def id_val_score(record: dict) -> float | None:
@@ -70,7 +77,7 @@ def selection_markdown(selections: list[Selection]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for s in several:
         c = s.chosen
-        hp = ", ".join(f"{k}={v}" for k, v in json.loads(c.hparams).items())
+        hp = s.hparams_text
         lines.append(f"| {s.dataset} | {s.protocol} | {s.model} | {s.method} | {s.draws} | "
                      f"{', '.join(map(str, c.hparams_seeds))} | {len(c.seeds)} | {c.id_val:.2f} {s.metric} | {hp} |")
     return "\n".join(lines) + "\n"

@@ -58,10 +58,6 @@ def load_finetuned(ctx, run_id: str) -> ImageClassifier:
     return model
 
 
-def floating(state: dict[str, torch.Tensor]) -> list[str]:
-    return [k for k, v in state.items() if v.is_floating_point()]
-
-
 def same_layout(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], what: str) -> None:
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise BenchError(f"{what}: the models' tensors differ in names or shapes; were they fine-tuned from the same "
