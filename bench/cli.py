@@ -76,6 +76,8 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list methods, datasets and models")
     ls.add_argument("what", nargs="?", choices=["methods", "datasets", "models", "all"], default="all")
     ls.add_argument("--plugin", action="append", default=[], help="a .py file that registers extra methods")
+    ls.add_argument("-v", "--verbose", action="store_true", help="methods: every hyperparameter with its default "
+                    "(for the testbed's protocol), valid range and search space")
 
     data = sub.add_parser("data", help="check, download and verify datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -194,7 +196,7 @@ def cmd_list(args) -> int:
 
     for plugin in args.plugin:
         load_plugin(plugin)
-    print_listing(args.what)
+    print_listing(args.what, args.verbose)
     return 0
 
 

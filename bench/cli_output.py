@@ -90,7 +90,24 @@ def _roles(record: dict) -> dict:
     return roles
 
 
-def print_listing(what: str) -> None:
+def print_hparams() -> None:
+    """Every method's hyperparameters: default (functions of the protocol shown for the testbed's), range, space."""
+    from bench.config import short_value
+    from bench.methods import METHODS
+    from bench.protocols.tinyshift import TINYSHIFT
+
+    table = Table(title="method hyperparameters (--set NAME=VALUE; defaults for the tinyshift protocol)")
+    for column in ("method", "name", "default", "valid", "search space (--hparams-seed)", "meaning"):
+        table.add_column(column, overflow="fold")
+    for name in METHODS.names():
+        for key, hp in sorted(METHODS.get(name).hparams.items()):
+            default = short_value(hp.default_for(TINYSHIFT)) + (" (per protocol)" if callable(hp.default) else "")
+            space = " ".join(map(short_value, hp.space)) if hp.space else "fixed"
+            table.add_row(name, key, default, hp.valid.describe() if hp.valid else "any", space, hp.help)
+    console.print(table)
+
+
+def print_listing(what: str, verbose: bool = False) -> None:
     from bench.datasets import DATASETS
     from bench.methods import METHODS
 
@@ -103,6 +120,8 @@ def print_listing(what: str) -> None:
         for name, when in sorted(METHODS.planned().items()):
             table.add_row(name, f"[dim]not available yet: {when}[/dim]")
         console.print(table)
+        if verbose:
+            print_hparams()
     if what in ("datasets", "all"):
         table = Table(title="datasets")
         table.add_column("name")

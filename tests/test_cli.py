@@ -110,3 +110,36 @@ def test_bench_select_prints_hyperparameters_as_the_tables_do(capsys, monkeypatc
     print_selection([Selection("tinyshift", "p@1", "m", "ft", "acc", chosen, (chosen,))])
     out = " ".join(capsys.readouterr().out.split())
     assert "lr=0.000113, steps=300, weight_decay=0.0199" in out and "0.000113485" not in out
+
+
+def test_list_methods_verbose_shows_every_hyperparameter_with_its_range(capsys, monkeypatch):
+    from bench import cli_output
+    from bench.methods import METHODS
+
+    monkeypatch.setattr(cli_output.console, "width", 400)
+    code, out, _ = run_cli(capsys, ["list", "methods", "-v"])
+    assert code == 0
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.count("│") == 7]
+    listed = {(r[0], r[1]) for r in rows}
+    assert listed == {(m, k) for m in METHODS.names() for k in METHODS.get(m).hparams}
+    assert ["lp", "c_steps", "50", ">= 1 and <= 10000", "fixed"] == next(r for r in rows if r[:2] == ["lp", "c_steps"])[:5]
+    assert next(r for r in rows if r[:2] == ["ft", "lr"])[2] == "0.0015 (per protocol)"
+
+
+def test_the_readme_plugin_example_is_the_shipped_file():
+    """The README's 'Adding a method' code is examples/label_smoothing_plugin.py (range check included)."""
+    root = Path(__file__).resolve().parent.parent
+    code = (root / "examples" / "label_smoothing_plugin.py").read_text()
+    body = code[code.index("import torch"):]
+    assert f"```python\n{body}```" in (root / "README.md").read_text()
+    assert "Range(0.0, 1.0, high_open=True)" in body
+
+
+def test_the_shipped_sweep_config_plans_its_grid(tmp_path, monkeypatch):
+    from bench.sweep import expand, load_spec
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(tmp_path)
+    sweep = expand(load_spec(root / "examples" / "sweep.toml", {}))
+    assert len(sweep.jobs) == 2 * 3 * 3 and sweep.out == Path("my-runs")
+    assert not (tmp_path / "my-runs").exists()  # planning writes nothing
