@@ -81,7 +81,7 @@ RECORD_SCHEMA = {
             "type": "object", "required": ["alpha", "metrics", "summary"],
             "properties": {"alpha": _NUMBER_OR_NULL, "metrics": _METRICS, "summary": _SUMMARY}}},
         "split_sizes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},  # since 0.1 (later v1)
-        # the copy of the data: the data card's sha256, or null with why (present from bench 0.2 on)
+        # the copy of the data: the data card's sha256, or null with why (records older than data cards have none)
         "data": {"type": "object", "required": ["card"],
                  "properties": {"card": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"}}},
         "method_info": {"type": "object"},

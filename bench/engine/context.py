@@ -148,5 +148,5 @@ class EngineContext:
             digest.update(repr(split.transform).encode())
         digest.update(split.labels.numpy().tobytes())
         key = json.dumps([self.model_info.as_dict(), self.dataset.name, name, digest.hexdigest(), str(self.autocast_dtype),
-                          "raw"])  # raw tower outputs (before bench 0.2 the cache held normalised ones)
+                          "raw"])  # raw tower outputs (older cache entries held normalised ones)
         return self.cache_dir / "features" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
