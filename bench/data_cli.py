@@ -24,14 +24,16 @@ def check(names: list[str], root: Path | None, deep: bool = False, progress=None
 
 
 def _writable_root(root: Path | None) -> Path:
+    """The data root, checked without creating it: it (or, if it does not exist yet, its nearest existing parent)
+    must be a writable folder. It is made only when the first byte is written, so a refused download leaves none."""
     if root is None:
         raise BenchError("pass --data-root DIR (or set BENCH_DATA_ROOT): the folder the dataset goes into")
     if root.exists() and not root.is_dir():
         raise BenchError(f"--data-root {root} is a file, not a folder; pass the folder the datasets go into")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchError(f"cannot create the data folder {root} ({exc.strerror or exc}); pass a writable --data-root")
+    existing = next(p for p in (root, *root.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise BenchError(f"cannot create the data folder {root} ({existing} is not a writable folder); pass a "
+                         "writable --data-root")
     return root
 
 
@@ -49,9 +51,15 @@ def download(name: str, root: Path | None, source: str | None = None, archive: P
         if archive is not None:
             raise BenchError("pass --source or --from-archive, not both")
     root = _writable_root(root)
-    if archive is not None:
-        return dl.from_archive(item, root, archive, progress, allow_unpinned)
-    return dl.download(item, root, source, keep_archive, progress, say, allow_unpinned)
+    existed = root.exists()
+    try:
+        if archive is not None:
+            return dl.from_archive(item, root, archive, progress, allow_unpinned)
+        return dl.download(item, root, source, keep_archive, progress, say, allow_unpinned)
+    except BaseException:
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # a data root this call made and left empty (a refused archive) goes again
+        raise
 
 
 def sources_of(sources_file: Path | None = None):

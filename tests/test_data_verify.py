@@ -138,7 +138,8 @@ def test_the_leaderboard_says_when_a_section_mixes_copies():
     assert data_copy(verified) == "data card abababababab (iwildcam from wilds; verified 2026-12-02)"
     assert data_copy({"dataset": "iwildcam", "data": {"card": None}}).startswith("an unverified copy")
     assert data_copy({"dataset": "iwildcam"}).startswith("not recorded")
-    assert data_copy({"dataset": "tinyshift"}).startswith("the embedded testbed")
+    assert data_copy({"dataset": "tinyshift", "data": {"embedded": True, "card": None}}).startswith("the embedded testbed")
+    assert data_copy({"dataset": "tinyshift"}).startswith("not recorded")  # said by the record, never by a name
     section = Section("iwildcam", "p", "a", "t", True, "m", "id_test", [])
     section.data_copies = {data_copy(verified): 2, data_copy({"dataset": "iwildcam", "data": {"card": None}}): 1}
     assert data_line(section).startswith("Data: MIXED copies — an unverified copy") and "2 runs" in data_line(section)

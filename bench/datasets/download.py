@@ -157,6 +157,7 @@ def transfer(url: str, part: Path, size: int | None, headers: dict, bar: _Bar | 
             raise SourceFailed(f"the server offers {total} bytes, the pinned size is {size}: not the pinned archive")
         bar = bar or _Bar(None, "")
         bar.start(have, expected)
+        part.parent.mkdir(parents=True, exist_ok=True)  # the first write: the data root may not exist before
         try:
             with open(part, "ab" if have else "wb") as out:
                 while chunk := response.read(CHUNK):
@@ -256,7 +257,7 @@ def plan(item: Item, root: Path, archive_size: int) -> Path:
         raise BenchError(f"{target} already exists; `bench data verify {item.dataset} --data-root {root}` checks it "
                          "(remove the folder to download it again)")
     parts = root / PARTS
-    free = shutil.disk_usage(root).free
+    free = shutil.disk_usage(next(p for p in (root, *root.absolute().parents) if p.exists())).free
     have = max((p.stat().st_size for p in parts.glob(f"{item.name}-*.part")), default=0) if parts.is_dir() else 0
     need = max(archive_size - have, 0) + item.unpacked_size
     if free < need:
@@ -281,7 +282,7 @@ def install(item: Item, root: Path, archive: Path, source: str, sha256: str, pro
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     receipt = receipt_path(root, item.name)
-    receipt.parent.mkdir(exist_ok=True)
+    receipt.parent.mkdir(parents=True, exist_ok=True)
     receipt.write_text(json.dumps({"item": item.name, "dataset": item.dataset, "folder": item.folder, "source": source,
                                    "archive_sha256": sha256, "pinned": pinned, "installed": datetime.now(timezone.utc).isoformat(
                                        timespec="seconds")}, indent=1) + "\n")
@@ -296,7 +297,6 @@ def download(item: Item, root: Path, only: str | None = None, keep_archive: bool
     parts = root / PARTS
     failed: list[tuple[Source, SourceFailed]] = []
     for source in sources:
-        parts.mkdir(exist_ok=True)
         try:
             archive, sha256 = _fetch(item, source, parts, progress, allow_unpinned)
         except SourceFailed as exc:
