@@ -1,9 +1,11 @@
 """A typed registry with decorators, lazy built-ins, entry points and did-you-mean errors (after lm-eval's)."""
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import re
+from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
 from bench.errors import BenchError
@@ -32,7 +34,6 @@ class Registry(Generic[T]):
         self.base = base
         self.entry_point_group = entry_point_group
         self._items: dict[str, type[T] | str] = {}
-        self._planned: dict[str, str] = {}
         self._entry_points_loaded = False
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
@@ -52,26 +53,30 @@ class Registry(Generic[T]):
         if not isinstance(target, str) and not target.__dict__.get("name"):
             target.name = name  # its first name; an alias never renames a class others already use
         self._items[name] = target
-        self._planned.pop(name, None)
 
-    def plan(self, name: str, when: str) -> None:
-        """A name users may already type, whose implementation is not there yet."""
-        if name not in self._items:
-            self._planned[name] = when
+    def discover(self, package: str, decorator: str) -> list[str]:
+        """Register, lazily, every class decorated `@<decorator>("name")` in the modules of `package` (found by
+        reading their source, so nothing is imported until used): a new built-in is one new file. Returns the
+        names found, in file order."""
+        folder = Path(importlib.import_module(package).__file__).parent
+        found = []
+        for path in sorted(folder.glob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                for dec in getattr(node, "decorator_list", ()) if isinstance(node, ast.ClassDef) else ():
+                    if (isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == decorator and dec.args
+                            and isinstance(dec.args[0], ast.Constant) and isinstance(dec.args[0].value, str)):
+                        self.add(dec.args[0].value, f"{package}.{path.stem}:{node.name}")
+                        found.append(dec.args[0].value)
+        return found
 
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._items)
 
-    def planned(self) -> dict[str, str]:
-        return dict(self._planned)
-
     def get(self, name: str) -> type[T]:
         self._load_entry_points()
-        if name in self._planned and name not in self._items:
-            raise BenchError(f"{self.kind} {name!r} is not available yet ({self._planned[name]}); available: {', '.join(self.names())}")
         if name not in self._items:
-            raise BenchError(f"unknown {self.kind} {name!r}{suggest(name, list(self._items) + list(self._planned))}; `bench list` shows all")
+            raise BenchError(f"unknown {self.kind} {name!r}{suggest(name, list(self._items))}; `bench list` shows all")
         target = self._items[name]
         if isinstance(target, str):
             module, _, attr = target.partition(":")

@@ -18,8 +18,14 @@ def store(tmp_path) -> Path:
 
 
 # The ft runs (seed, hparams_seed) each method built from finished fine-tunes starts from (see its pick_inputs).
-INPUT_RUNS = {"soup-uniform": ((0, 0), (0, 1)), "soup-greedy": ((0, 0), (0, 1)), "modelstock": ((0, 0), (1, 0)),
-              "tpgm": ((0, 0),), "lines": ((0, 0),)}
+def _input_runs() -> dict:
+    """method -> the (seed, hparams_seed) of the ft runs it consumes, as each consuming method class declares them."""
+    from bench.methods import BUILTIN_METHODS, METHODS
+
+    return {name: METHODS.get(name).example_inputs for name in BUILTIN_METHODS if METHODS.get(name).consumes}
+
+
+INPUT_RUNS = _input_runs()
 
 
 def run_with_inputs(method, store, settings=(), extra=(), **kwargs):
@@ -36,3 +42,11 @@ def run_method(method, store, seed=0, settings=(), base_settings=True, **kwargs)
     request = RunRequest(method=method, seed=seed, out=store, settings=(list(TINY) if base_settings else []) + list(settings),
                          **kwargs)
     return execute(request)
+
+
+def stored_records(store) -> list[dict]:
+    """A store's finished records as the JSON they are (plus the folder as 'path'), for tests that inspect fields."""
+    from bench.store import RunStore
+
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    return [{**r.to_dict(), "path": r.path} for r in store.records()]

@@ -36,15 +36,40 @@ def test_conflicting_duplicate_is_an_error_but_reregistering_same_class_is_not()
         reg.add("x", B)
 
 
-def test_did_you_mean_and_planned_names():
+def test_did_you_mean():
     reg = Registry("thing", Base)
     reg.add("finetune", type("F", (Base,), {}))
-    reg.plan("autoft", "issue #3")
     with pytest.raises(BenchError, match="did you mean finetune"):
         reg.get("fintune")
-    with pytest.raises(BenchError, match="not available yet .issue #3"):
-        reg.get("autoft")
     assert suggest("zzzz", ["ft"]) == ""
+
+
+def test_a_new_file_in_the_package_is_discovered_without_any_list(tmp_path, monkeypatch):
+    import sys
+
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "newone.py").write_text("from tests_base import Base\n\n@register_thing('brand-new')\nclass NewOne(Base):\n    pass\n")
+    (tmp_path / "tests_base.py").write_text("class Base:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import tests_base
+
+    reg = Registry("thing", tests_base.Base)
+    assert reg.discover("fakepkg", "register_thing") == ["brand-new"]
+    assert "fakepkg" in sys.modules and "fakepkg.newone" not in sys.modules  # found by reading, not importing
+    with pytest.raises(NameError):  # importing it runs the file (whose decorator this toy package lacks)
+        reg.get("brand-new")
+
+
+def test_every_builtin_method_and_dataset_file_is_discovered():
+    from bench.datasets import BUILTIN_DATASETS
+    from bench.methods import BUILTIN_METHODS
+
+    assert set(BUILTIN_METHODS) == {"zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp",
+                                    "ftp", "autoft", "lipsum", "tpgm", "lines", "soup-uniform", "soup-greedy",
+                                    "modelstock"}
+    assert set(BUILTIN_DATASETS) == {"tinyshift", "iwildcam", "fmow", "domainnet", "imagenet"}
 
 
 def test_non_subclass_rejected():

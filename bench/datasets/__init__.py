@@ -1,13 +1,10 @@
-"""Dataset adapters, registered by name. Built-ins are lazy "module:Class" entries, imported on first use."""
+"""Dataset adapters, registered by name with `@register_dataset("name")`; the files of this package are discovered
+by reading them and imported on first use (a new built-in dataset is one new file)."""
 from bench.datasets.base import DatasetAdapter
 from bench.registry import Registry
 
 DATASETS: Registry[DatasetAdapter] = Registry("dataset", DatasetAdapter, entry_point_group="bench.datasets")
-DATASETS.add("tinyshift", "bench.datasets.tinyshift:TinyShift")
-DATASETS.add("iwildcam", "bench.datasets.wilds_data:IWildCam")
-DATASETS.add("fmow", "bench.datasets.wilds_data:FMoW")
-DATASETS.add("domainnet", "bench.datasets.domainnet:DomainNet")
-DATASETS.add("imagenet", "bench.datasets.imagenet:ImageNet")
+BUILTIN_DATASETS = tuple(DATASETS.discover("bench.datasets", "register_dataset"))
 
 
 def register_dataset(name: str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.datasets import register_dataset
 from bench.datasets.base import DatasetAdapter
 from bench.datasets.folders import data_root, holdout, require_dir
 from bench.datasets.transforms import FileSplit, clip_transform
@@ -20,6 +21,7 @@ SPLIT_LISTS = {"train": "real_train", "id_val": "real_train", "id_test": "real_t
 HELD_OUT_PER_CLASS = 5
 
 
+@register_dataset("domainnet")
 class DomainNet(DatasetAdapter):
     description = "DomainNet: train on real photos, test on sketch / painting / clipart / infograph (345 classes)"
     templates = ("a photo of {article} {}.", "a picture of {article} {}.", "{article} {}.")

@@ -55,6 +55,7 @@ def model_stock(w0: dict, w1: dict, w2: dict) -> tuple[dict, dict[str, float]]:
 
 @register_method("modelstock")
 class ModelStock(FromFinishedRuns):
+    example_inputs = ((0, 0), (1, 0))  # two fine-tuned runs of different seeds
     description = "Model Stock: two ft runs (seeds 2s, 2s+1) merged toward the pretrained weights, per-tensor ratio"
     info_key = "model_stock"
 

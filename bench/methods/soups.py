@@ -50,6 +50,7 @@ def uniform_soup(count: int, load) -> dict:
 
 
 class _Soup(FromFinishedRuns):
+    example_inputs = ((0, 0), (0, 1))  # two ingredients of one seed
     info_key = "soup"
     greedy = False
 
