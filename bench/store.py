@@ -20,49 +20,9 @@ from pathlib import Path
 from bench.config import canonical_json, config_hash
 from bench.errors import BenchError
 from bench.registry import check_name
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a shared store follows the user's umask
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    import torch
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from bench.results.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bench.results.record import RunRecord
+from bench.results.schema import RecordError, load, validate
 
 
 def check_writable(root: Path) -> None:
@@ -102,8 +62,6 @@ class RunStore:
         return (path / "done").is_file() and (path / "record.json").is_file()
 
     def load_record(self, path: Path) -> dict:
-        from bench.records import RecordError, load
-
         try:
             return load(path / "record.json")
         except RecordError as exc:
@@ -126,12 +84,15 @@ class RunStore:
         atomic_write_text(work / "config.json", _config_text(config))
         return RunFolder(final=final, work=work)
 
-    @staticmethod
-    def lock_for(final: Path):
-        """The lock one run of a configuration holds from planning to its record (released if its process dies)."""
+    def lock_for(self, final: Path):
+        """The lock one run of a configuration holds from planning to its record (released if its process dies).
+        Lock files live under <root>/.locks/, not beside the run folders: a lock file cannot be deleted safely
+        while another process may be waiting on it, so it stays, out of sight."""
         from filelock import FileLock
 
-        return FileLock(str(final.with_name(final.name + ".lock")))
+        path = self.root / ".locks" / final.relative_to(self.root).with_name(final.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path))
 
     def recover(self, final: Path) -> None:
         """Complete or undo a --force redo that was interrupted (e.g. killed between its two renames), and remove
@@ -173,8 +134,6 @@ class RunStore:
 
     def finish(self, folder: RunFolder, record: dict, files: dict[str, bytes] | None = None) -> Path:
         """Write the record (and its side files, e.g. per-example predictions), then `done` last."""
-        from bench.records import validate
-
         validate(record, "the new record")  # written against the schema, or not at all
         for name, blob in (files or {}).items():
             atomic_write_bytes(folder.work / name, blob)
@@ -189,14 +148,12 @@ class RunStore:
             shutil.rmtree(old, ignore_errors=True)
         return folder.final
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[RunRecord]:
         return self.scan()[0]
 
-    def scan(self) -> tuple[list[dict], list[tuple[str, str]]]:
+    def scan(self) -> tuple[list[RunRecord], list[tuple[str, str]]]:
         """Every finished record under the root in a stable order (migrated to the current schema, validated), and
         (path, reason) for each finished run whose record fails: reported, never dropped silently."""
-        from bench.records import RecordError, load
-
         records, problems = [], []
         if not self.root.exists():
             return records, problems
@@ -206,11 +163,10 @@ class RunStore:
                 continue
             where = str(folder.relative_to(self.root))
             try:
-                record = load(folder / "record.json")
+                record = RunRecord.from_valid(load(folder / "record.json"), path=where)  # load validated it
             except RecordError as exc:
                 problems.append((where, exc.reason))
                 continue
-            record["path"] = where
             records.append(record)
         return records, problems
 

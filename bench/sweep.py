@@ -7,7 +7,6 @@ job) and `submitit` (submitit's executors: `local`, or `slurm` on a cluster).
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -129,7 +128,7 @@ def estimate_seconds(jobs: list[Job], out: Path) -> dict[Job, float | None]:
     """Each job's expected time: the mean total time of the store's finished runs of its method and dataset."""
     times: dict[tuple[str, str], list[float]] = {}
     for record in RunStore(out).records():
-        times.setdefault((record["method"], record["dataset"]), []).append(record["timing"]["total_s"])
+        times.setdefault((record.method, record.dataset), []).append(record.timing["total_s"])
     return {job: (sum(t) / len(t) if (t := times.get((job.method, job.dataset))) else None) for job in jobs}
 
 
@@ -221,6 +220,3 @@ def _gpu_count() -> int:
     except Exception:
         return 0
 
-
-def summary_json(outcomes: list[Outcome]) -> str:
-    return json.dumps([{"job": o.job.label, "status": o.status, "error": o.error} for o in outcomes], indent=1)

@@ -11,8 +11,11 @@ import torch
 from sklearn.metrics import f1_score
 
 from bench.leaderboard import collect, leaderboard_markdown, write_leaderboard
-from bench.leaderboard.bootstrap import (B, NO_LABELS, REFERENCE, example_weights, macro_f1, point_metric,
-                                         replicate_metrics, seed_weights)
+from bench.leaderboard.bootstrap import B, NO_LABELS, REFERENCE, example_weights, replicate_metrics, seed_weights
+from bench.results.metrics import macro_f1
+from bench.results.metrics import point as point_metric_of
+
+point_metric = lambda labels, top1, metric: point_metric_of(metric, labels, top1)
 from bench.protocols.tinyshift import TINYSHIFT
 from bench.store import RunStore
 from conftest import run_method
@@ -26,17 +29,27 @@ SECTIONS = {  # kind -> (dataset, protocol, OOD splits, metric of the record)
 }
 
 
+def regions_of(labels):
+    """FMoW-like regions for a hand-made split: 0..3 by position, every 7th example in 'Other' (-1)."""
+    n = len(labels)
+    return np.where(np.arange(n) % 7 == 0, -1, np.arange(n) % 4).astype(np.int32)
+
+
 def split_metrics(kind, labels, top1) -> dict:
-    """What the engine would have recorded for one split (independent of the code under test: sklearn for F1)."""
+    """What the engine would have recorded for one split (independent of the code under test: sklearn for F1, a
+    loop over regions for the worst region)."""
     acc = float(100 * np.mean(labels == top1))
     if kind == "iwildcam":
         return {"F1-macro_all": 100 * f1_score(labels, top1, average="macro", labels=np.unique(labels))}
     if kind == "fmow":
-        return {"acc_worst_region": acc - 10.0, "acc_avg": acc}  # worst region: not recomputable from predictions
+        regions = regions_of(labels)
+        worst = min(100 * np.mean(labels[regions == g] == top1[regions == g]) for g in range(4))
+        return {"acc_worst_region": float(worst), "acc_avg": acc}
     return {"acc": acc}
 
 
-def add_run(root, method, seed, preds, labels, kind="tinyshift", ids=None, store_labels=True, tamper=False):
+def add_run(root, method, seed, preds, labels, kind="tinyshift", ids=None, store_labels=True, tamper=False,
+            layout=2):
     """A finished run: preds = {variant: {split: top-1}}, labels = {split: class}; its metrics follow the arrays."""
     dataset, protocol, splits, metric = SECTIONS[kind]
     record = (fake_record(method, seed, 50.0, [0.0] * 5) if kind == "tinyshift" else
@@ -54,10 +67,13 @@ def add_run(root, method, seed, preds, labels, kind="tinyshift", ids=None, store
     arrays.update({f"ids|{s}": (ids or {}).get(s, np.arange(len(y), dtype=np.int32)) for s, y in labels.items()})
     if store_labels:
         arrays.update({f"labels|{s}": np.asarray(y, np.int32) for s, y in labels.items()})
+    if kind == "fmow" and layout >= 2:
+        arrays.update({f"groups|{s}": regions_of(y) for s, y in labels.items()})
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     blob = buffer.getvalue()
-    record["predictions"] = {"file": "predictions.npz", "sha256": hashlib.sha256(blob + b"x" * tamper).hexdigest()}
+    record["predictions"] = {"file": "predictions.npz", "sha256": hashlib.sha256(blob + b"x" * tamper).hexdigest(),
+                             "layout": layout}
     store = RunStore(root)
     folder = store.begin({"dataset": dataset, "method": method, "seed": seed}, force=False)
     store.finish(folder, record, {"predictions.npz": blob})
@@ -104,7 +120,7 @@ def test_point_is_the_difference_of_the_summary_means_and_inside_the_interval(tm
         add_run(tmp_path, "ft", seed, {"final": guess(0.5)}, labels)
         add_run(tmp_path, "kd", seed, {"final": guess(0.6), "alpha=0.5": guess(0.7)}, labels)  # also a +WE row
     rows = rows_of(tmp_path)
-    mean = lambda row: np.mean([r["summary"]["ood_avg"] for r in row.records])
+    mean = lambda row: np.mean([r.ood_avg for r in row.records])
     for label in ("kd", "kd+WE (alpha=0.5)"):
         vs = rows[label].vs_ft
         assert vs.diff == pytest.approx(mean(rows[label]) - mean(rows["ft"]), abs=1e-9)
@@ -140,7 +156,7 @@ def test_macro_f1_equals_the_wilds_metric_on_the_same_and_on_resampled_arrays(tm
         assert same(values[i], wilds(labels[pick], top1[pick]))
 
 
-def test_wilds_sections_use_their_metric_or_say_they_fall_back_to_accuracy(tmp_path):
+def test_wilds_sections_get_intervals_on_their_own_metric(tmp_path):
     rng = np.random.default_rng(4)
     labels, guess = random_case(rng, n=300, classes=6, splits=["ood_test"])
     for kind in ("iwildcam", "fmow"):
@@ -150,15 +166,34 @@ def test_wilds_sections_use_their_metric_or_say_they_fall_back_to_accuracy(tmp_p
     got = {s.dataset: next(r for r in s.rows if r.method == "lpft").vs_ft for s in board.sections}
     summary = {s.dataset: [next(r for r in s.rows if r.method == m).records[0] for m in ("lpft", "ft")]
                for s in board.sections}
-    mine, ft = summary["iwildcam"]
-    assert got["iwildcam"].metric == "F1-macro_all"
-    assert got["iwildcam"].diff == pytest.approx(mine["summary"]["ood_avg"] - ft["summary"]["ood_avg"], abs=1e-9)
-    mine, ft = summary["fmow"]
-    assert got["fmow"].metric == "acc"  # worst-region accuracy needs metadata: the interval is on top-1 accuracy
-    acc = lambda record: record["metrics"]["ood_test"]["acc_avg"]
-    assert got["fmow"].diff == pytest.approx(acc(mine) - acc(ft))
-    text = board.markdown(tmp_path, None)
-    assert "acc_worst_region needs per-example metadata" in text and "interval_metric = acc" in text
+    for dataset, metric in (("iwildcam", "F1-macro_all"), ("fmow", "acc_worst_region")):
+        mine, ft = summary[dataset]
+        assert got[dataset].metric == metric and got[dataset].low < got[dataset].diff < got[dataset].high
+        assert got[dataset].diff == pytest.approx(mine.ood_avg - ft.ood_avg, abs=1e-9)  # the hand-computed values
+    assert "interval_metric = acc" not in board.markdown(tmp_path, None)
+
+
+def test_fmow_run_from_before_group_ids_has_no_interval_and_says_why(tmp_path):
+    labels, guess = random_case(np.random.default_rng(14), n=300, classes=6, splits=["ood_test"])
+    add_run(tmp_path, "ft", 0, {"final": guess(0.4)}, labels, "fmow")
+    add_run(tmp_path, "lpft", 0, {"final": guess(0.7)}, labels, "fmow", layout=1)  # no groups|<split>
+    vs = next(r for r in collect(tmp_path).sections[0].rows if r.method == "lpft").vs_ft
+    assert vs.low is None and "layout 1 keeps no group ids for acc_worst_region" in vs.note
+
+
+def test_worst_region_replicates_equal_resampled_arrays():
+    rng = np.random.default_rng(15)
+    labels = rng.integers(0, 5, 400)
+    top1 = np.where(rng.random(400) < 0.6, labels, rng.integers(0, 5, 400))
+    groups = regions_of(labels)
+    values = replicate_metrics({"a": top1}, labels, "acc_worst_region", np.random.default_rng(3), replicates=6,
+                               groups=groups)["a"]
+    weights = example_weights(np.random.default_rng(3), 400, 6)
+    for i in range(6):
+        pick = np.repeat(np.arange(400), weights[i].astype(int))  # the drawn examples, each as often as drawn
+        by_hand = min(100 * np.mean(labels[pick][groups[pick] == g] == top1[pick][groups[pick] == g])
+                      for g in range(4) if (groups[pick] == g).any())
+        assert values[i] == pytest.approx(by_hand, abs=1e-9)
 
 
 def test_same_result_twice(tmp_path):

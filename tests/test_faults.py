@@ -14,6 +14,7 @@ import pytest
 from test_leaderboard import fake_record
 
 from bench.cli import main
+from conftest import stored_records
 from bench.store import RunStore
 
 BUDGET = ["steps=30", "eval_every=5", "batch_size=32", "warmup=2"]  # a run of a few seconds with 6 checkpoints
@@ -49,7 +50,7 @@ def numbers(record: dict) -> tuple:
 def reference(tmp_path_factory):
     store = tmp_path_factory.mktemp("reference")
     finish(bench(store))
-    return RunStore(store).records()[0]
+    return stored_records(store)[0]
 
 
 @pytest.mark.parametrize("checkpoints", [1, 3, 5])
@@ -66,21 +67,21 @@ def test_kill_9_during_a_run_then_resume_gives_identical_numbers(tmp_path, refer
         return len(marks) >= checkpoints
 
     kill_when(process, ready)
-    assert RunStore(store).records() == []
+    assert stored_records(store) == []
     finish(bench(store))
-    (record,) = RunStore(store).records()
+    (record,) = stored_records(store)
     assert record["timing"]["resumed_from_step"] > 0 and numbers(record) == numbers(reference)
 
 
 def test_kill_9_during_a_forced_redo_keeps_the_old_result(tmp_path, reference):
     store = tmp_path / "runs"
     finish(bench(store))
-    old = RunStore(store).records()[0]
+    old = stored_records(store)[0]
     redo = bench(store, "--force")
     kill_when(redo, lambda: next(store.rglob("*.redo/checkpoint.pt"), None) is not None)
-    assert [r["run_id"] for r in RunStore(store).records()] == [old["run_id"]]  # still there
+    assert [r["run_id"] for r in stored_records(store)] == [old["run_id"]]  # still there
     finish(bench(store, "--force"))
-    (record,) = RunStore(store).records()
+    (record,) = stored_records(store)
     assert numbers(record) == numbers(reference)
     assert not list(store.rglob("*.redo")) and not list(store.rglob("*.old"))
 
@@ -100,15 +101,15 @@ def test_a_redo_killed_between_its_two_renames_is_completed_or_undone(tmp_path):
     (redo2.final.with_name(redo2.final.name + ".redo") / "record.json").write_text(json.dumps(new))
     (redo2.final.with_name(redo2.final.name + ".redo") / "done").write_text("")
     assert not first.final.exists()
-    assert [r["summary"]["id"] for r in store.records()] == []  # what the old code showed: no result at all
+    assert [r["summary"]["id"] for r in stored_records(store)] == []  # what the old code showed: no result at all
     store.recover_all()
-    assert [r["summary"]["id"] for r in store.records()] == [71.0]
+    assert [r["summary"]["id"] for r in stored_records(store)] == [71.0]
     assert not list(tmp_path.rglob("*.old")) and not list(tmp_path.rglob("*.redo"))
     # killed before the new result was complete: the old one comes back
     os.replace(first.final, first.final.with_name(first.final.name + ".old"))
     (first.final.with_name(first.final.name + ".redo")).mkdir()
     store.recover_all()
-    assert [r["summary"]["id"] for r in store.records()] == [71.0] and not list(tmp_path.rglob("*.old"))
+    assert [r["summary"]["id"] for r in stored_records(store)] == [71.0] and not list(tmp_path.rglob("*.old"))
 
 
 def test_two_identical_commands_train_once(tmp_path):
@@ -116,7 +117,7 @@ def test_two_identical_commands_train_once(tmp_path):
     a, b = bench(store), bench(store)
     outputs = [finish(a), finish(b)]
     assert sum("skipped" in out for out in outputs) == 1 and sum(out.count("done:") for out in outputs) == 1
-    assert len(RunStore(store).records()) == 1 and len(list(store.rglob("record.json"))) == 1
+    assert len(stored_records(store)) == 1 and len(list(store.rglob("record.json"))) == 1
 
 
 def test_a_failure_after_planning_leaves_no_folder(tmp_path, capsys):

@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.methods import METHODS, Method
 from bench.protocols.tinyshift import TINYSHIFT
 from bench.store import RunStore
-from conftest import run_method
+from conftest import stored_records, run_method
 
 TEST_SPLITS = {TINYSHIFT.id_test_split, *TINYSHIFT.ood_test_splits}
 
@@ -33,7 +33,7 @@ def attack(name: str, build):
 def assert_refused(store, name, error=ProtocolViolation, match=None):
     with pytest.raises(error, match=match):
         run_method(name, store)
-    assert RunStore(store).records() == [] and not list(Path(store).rglob("record.json"))
+    assert stored_records(store) == [] and not list(Path(store).rglob("record.json"))
 
 
 def _split_through_view_dataset(self):

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent / "bench"
 
 FLOORS = (  # lowest first
     ("core", ("bench", "bench.errors", "bench.registry", "bench.config", "bench.seeding", "bench.envinfo",
-              "bench.store", "bench.weights", "bench.records", "bench.plugins")),
+              "bench.weights", "bench.plugins")),
+    ("results", ("bench.results",)),  # the record, predictions and metrics contract: below every reader and writer
+    ("store", ("bench.store",)),
     ("protocols", ("bench.protocols",)),
     ("models", ("bench.models",)),
     ("testbed", ("bench.testbed",)),
@@ -79,3 +81,10 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     tree_imports = [(n.lineno, n.module) for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)]
     assert tree_imports == [(2, "bench.engine.trainer")]
     assert floor_of("bench.engine.trainer") > floor_of(module_name(fake))
+
+
+def test_the_results_contract_imports_only_core_and_itself():
+    # The store and the readers import it, never the other way round (the old store <-> records cycle).
+    for path in sorted((ROOT / "results").glob("*.py")):
+        targets = {target for _, target in bench_imports(path)}
+        assert all(t.startswith("bench.results") or floor_of(t) == 0 for t in targets), (path.name, targets)

@@ -9,14 +9,14 @@ from bench.leaderboard.aggregate import Stat, mean_std
 from bench.leaderboard.render import cell
 from bench.config import config_hash
 from bench.protocols.tinyshift import TINYSHIFT
-from bench.records import SCHEMA_VERSION
+from bench.results.schema import SCHEMA_VERSION
 from bench.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def fake_record(method, seed, id_acc, ood_accs, hparams=None, variant="final", official=True):
-    """A hand-written record that satisfies the record schema (bench/records.py)."""
+    """A hand-written record that satisfies the record schema (bench/results/schema.py)."""
     ood = dict(zip(TINYSHIFT.ood_test_splits, ood_accs))
     metrics = {"id_test": {"acc": id_acc}, **{s: {"acc": v} for s, v in ood.items()}}
     summary = {"id": id_acc, "ood": ood, "ood_avg": sum(ood_accs) / len(ood_accs)}

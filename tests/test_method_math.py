@@ -80,7 +80,7 @@ def test_linear_probe_pads_classes_absent_from_train():
 def test_expected_calibration_error_by_hand():
     """4 examples, 2 classes: two at confidence 0.9 (one right), two at 0.6 (both right). Bins (0.8, 0.867]...:
     ECE = 0.5 * |0.5 - 0.9| + 0.5 * |1.0 - 0.6| = 0.4, i.e. 40 %."""
-    from bench.datasets.base import classification_metrics, expected_calibration_error
+    from bench.results.metrics import classification_metrics, expected_calibration_error
 
     def logits_for(p):
         return [math.log(p), math.log(1 - p)]

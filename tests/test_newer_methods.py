@@ -15,7 +15,7 @@ from bench.methods.lipsum import energy_gap, random_texts
 from bench.methods.modelstock import model_stock, stock_ratio
 from bench.methods.soups import greedy_soup, uniform_soup
 from bench.methods.tpgm import Projection, distance, learn_projection
-from conftest import run_method
+from conftest import stored_records, run_method
 
 
 def t(*values):
@@ -256,7 +256,7 @@ def test_a_trained_run_keeps_its_selected_weights(store):
     record, _ = run_method("ft", store)
     from bench.store import RunStore
 
-    folder = Path(store) / RunStore(store).records()[0]["path"]
+    folder = Path(store) / stored_records(store)[0]["path"]
     blob = (folder / record["weights"]["file"]).read_bytes()
     assert hashlib.sha256(blob).hexdigest() == record["weights"]["sha256"]
     state = load_file(folder / record["weights"]["file"])
@@ -298,7 +298,7 @@ def test_a_consumer_of_runs_without_weights_or_with_changed_weights_fails_cleanl
     from bench.store import RunStore
 
     ft, _ = run_method("ft", store)
-    folder = Path(store) / RunStore(store).records()[0]["path"]
+    folder = Path(store) / stored_records(store)[0]["path"]
     weights = folder / "weights.safetensors"
     blob = weights.read_bytes()
     weights.write_bytes(blob[:-4] + b"\0\0\0\0")  # edited after the run
@@ -307,7 +307,7 @@ def test_a_consumer_of_runs_without_weights_or_with_changed_weights_fails_cleanl
     weights.unlink()  # as a run finished before weights were kept
     with pytest.raises(BenchError, match="has no saved weights"):
         run_method("lines", store)
-    assert [r["method"] for r in RunStore(store).records()] == ["ft"]  # nothing of the failed runs stored
+    assert [r["method"] for r in stored_records(store)] == ["ft"]  # nothing of the failed runs stored
 
 
 # --- reported rows beside ours ------------------------------------------------------------------------------------
@@ -398,4 +398,4 @@ def test_lines_with_a_fixed_alpha_applies_it_without_scoring_and_refuses_a_bad_o
     for bad in ("alpha=1.5", "alpha=best", "alpha=true"):
         with pytest.raises(BenchError, match="is not a LiNeS alpha"):
             run_method("lines", store, settings=[bad])
-    assert len(RunStore(store).records()) == 3
+    assert len(stored_records(store)) == 3

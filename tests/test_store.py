@@ -6,7 +6,9 @@ import pytest
 from test_leaderboard import fake_record
 
 from bench.errors import BenchError
-from bench.store import RunStore, atomic_write_text, check_writable
+from conftest import stored_records
+from bench.store import RunStore, check_writable
+from bench.results.io import atomic_write_text
 
 CONFIG = {"dataset": "d", "method": "m", "seed": 0}
 
@@ -19,12 +21,12 @@ def test_round_trip_and_done_marker(tmp_path):
     store = RunStore(tmp_path)
     folder = store.begin(CONFIG, force=False)
     assert not store.is_done(folder.final)
-    assert store.records() == []  # an unfinished folder is never a result
+    assert stored_records(store) == []  # an unfinished folder is never a result
     assert store.incomplete() == [folder.final]
     store.finish(folder, rec(1))
     assert store.is_done(folder.final)
     assert store.load_record(folder.final) == rec(1)
-    assert [r["seed"] for r in store.records()] == [1]
+    assert [r["seed"] for r in stored_records(store)] == [1]
     assert json.loads((folder.final / "config.json").read_text()) == CONFIG
 
 
@@ -38,7 +40,7 @@ def test_force_keeps_the_old_result_until_the_new_one_is_done(tmp_path):
     store.finish(redo, rec(2))
     assert store.load_record(redo.final) == rec(2)
     assert not redo.work.exists()
-    assert [r["seed"] for r in store.records()] == [2]
+    assert [r["seed"] for r in stored_records(store)] == [2]
 
 
 def test_folder_with_a_different_configuration_is_refused(tmp_path):
@@ -87,7 +89,7 @@ def test_store_reads_report_bad_records_by_path_and_reason(tmp_path, text, reaso
     (broken.work / "record.json").write_text(text)
     (broken.work / "done").write_text("")
     records, problems = store.scan()
-    assert [r["seed"] for r in records] == [0]  # the good one still counts
+    assert [r.seed for r in records] == [0]  # the good one still counts
     assert len(problems) == 1 and problems[0][0] == str(broken.final.relative_to(tmp_path))
     assert reason in problems[0][1]
     with pytest.raises(BenchError, match="delete that run folder"):
@@ -95,26 +97,26 @@ def test_store_reads_report_bad_records_by_path_and_reason(tmp_path, text, reaso
 
 
 def test_version_1_records_are_migrated_on_read_and_by_the_command(tmp_path):
-    from bench.records import SCHEMA_VERSION, main, migrate
+    from bench.results.schema import SCHEMA_VERSION, main, migrate
 
     v1 = rec(0)
     v1["schema"] = 1
     del v1["evaluation"]
     migrated = migrate(v1)
-    assert migrated["schema"] == SCHEMA_VERSION == 2
+    assert migrated["schema"] == SCHEMA_VERSION == 3
     assert migrated["evaluation"] == {"variants": {"final": None}, "reported": "final"}
     store = RunStore(tmp_path)
     folder = store.begin(CONFIG, force=False)
     (folder.work / "record.json").write_text(json.dumps(v1))
     (folder.work / "done").write_text("")
-    assert store.records()[0]["evaluation"] == migrated["evaluation"]  # in memory, the file untouched
+    assert stored_records(store)[0]["evaluation"] == migrated["evaluation"]  # in memory, the file untouched
     assert json.loads((folder.work / "record.json").read_text())["schema"] == 1
     assert main(["migrate", str(tmp_path)]) == 0
-    assert json.loads((folder.work / "record.json").read_text())["schema"] == 2
+    assert json.loads((folder.work / "record.json").read_text())["schema"] == 3
 
 
 def test_a_reported_variant_that_differs_from_the_planned_one_fails_validation():
-    from bench.records import problems
+    from bench.results.schema import problems
 
     record = rec(0)
     record["reported_variant"] = "alpha=0.5"

@@ -4,6 +4,7 @@ the rest, dry-run estimates, and `bench select` over the draws feeding the leade
 import pytest
 
 from bench.cli import main
+from conftest import stored_records
 from bench.leaderboard.selection import id_val_score, select
 from bench.store import RunStore
 
@@ -22,20 +23,20 @@ def swept(tmp_path_factory):
 
 
 def test_a_sweep_runs_every_combination_once_and_a_rerun_runs_nothing(swept, capsys):
-    records = RunStore(swept).records()
+    records = stored_records(swept)
     combos = {(r["method"], r["seed"], r["hparams_seed"]) for r in records}
     assert len(records) == 8 and combos == {(m, s, h) for m in ("ft", "l2sp") for s in (0, 1) for h in (0, 1)}
     capsys.readouterr()
     assert sweep(swept, "--method", "ft", "l2sp", "--seed", "0", "1", "--hparams-seed", "0", "1") == 0
     assert "sweep: 0 ran, 8 were already done, 0 failed" in capsys.readouterr().out
-    assert len(RunStore(swept).records()) == 8
+    assert len(stored_records(swept)) == 8
 
 
 def test_select_picks_the_draw_with_the_best_mean_id_val_and_the_leaderboard_shows_it(swept, tmp_path):
     selections = {s.method: s for s in select(RunStore(swept).records())}
     for method in ("ft", "l2sp"):
-        runs = [r for r in RunStore(swept).records() if r["method"] == method]
-        by_draw = {h: [id_val_score(r) for r in runs if r["hparams_seed"] == h] for h in (0, 1)}
+        runs = [r for r in RunStore(swept).records() if r.method == method]
+        by_draw = {h: [id_val_score(r) for r in runs if r.hparams_seed == h] for h in (0, 1)}
         means = {h: sum(v) / len(v) for h, v in by_draw.items()}
         best = max(means, key=lambda h: (means[h], -h))
         chosen = selections[method].chosen
@@ -55,10 +56,12 @@ def test_failures_are_listed_and_do_not_stop_the_others_and_dry_run_estimates(tm
     assert code == 1
     text = capsys.readouterr().out
     assert "sweep: 1 ran, 0 were already done, 1 failed" in text
-    assert "failed: ft on iwildcam seed 0 draw 0: bench: error: iwildcam" in text.replace("\n", " ")
+    flat = " ".join(text.split())  # rich wraps the line at the console's width
+    assert "failed: ft on iwildcam seed 0 draw 0: bench: error: this run lacks (1) iwildcam" in flat
+    assert "AND (2)" in flat and "ViT-B-16" in flat  # the missing weights in the same line
     assert sweep(out, "--method", "ft", "--seed", "0", "5", "--dry-run") == 0
     plan = capsys.readouterr().out
-    done = RunStore(out).records()[0]["timing"]["total_s"]
+    done = stored_records(out)[0]["timing"]["total_s"]
     assert "would run 1 of 2" in plan and f"{done:.0f}s" in plan  # the estimate comes from the finished ft run
 
 
@@ -66,7 +69,7 @@ def test_submitit_local_executor_runs_the_jobs(tmp_path, capsys):
     out = tmp_path / "runs"
     assert sweep(out, "--method", "ft", "--seed", "0", "1", "--launcher", "submitit", "--executor", "local",
                  "--jobs", "2") == 0
-    assert {r["seed"] for r in RunStore(out).records()} == {0, 1}
+    assert {r["seed"] for r in stored_records(out)} == {0, 1}
     assert "sweep: 2 ran, 0 were already done, 0 failed" in capsys.readouterr().out
     assert list((out / ".submitit").glob("*_result.pkl"))
 
@@ -99,7 +102,7 @@ def test_tensorboard_tracking_logs_curves_and_summary(tmp_path):
     logdir = next((out / ".tracking").iterdir())
     events = EventAccumulator(str(logdir))
     events.Reload()
-    record = RunStore(out).records()[0]
+    record = stored_records(out)[0]
     assert [e.step for e in events.Scalars("train/loss")] == [10, 20]
     assert [round(e.value, 3) for e in events.Scalars("id_val/score")] == [round(h["id_val_acc"], 3) for h in record["history"]]
     assert events.Scalars("summary/ood_avg")[0].value == pytest.approx(record["summary"]["ood_avg"])
@@ -130,6 +133,6 @@ def test_submitit_on_a_real_single_node_slurm_cluster(tmp_path, capsys, monkeypa
         assert "sweep: 2 ran, 0 were already done, 0 failed" in capsys.readouterr().out
         assert sweep(out, "--method", "ft", "--seed", "0", "1", "--launcher", "submitit", "--executor", "slurm") == 0
         assert "sweep: 0 ran, 2 were already done, 0 failed" in capsys.readouterr().out
-    assert {r["seed"] for r in RunStore(out).records()} == {0, 1}
+    assert {r["seed"] for r in stored_records(out)} == {0, 1}
     scripts = list((out / ".submitit").glob("*_submission.sh"))
     assert scripts and "#SBATCH" in scripts[0].read_text()  # submitted through sbatch, as a job array

@@ -187,3 +187,26 @@ def test_fmow_prompts_keep_the_underscores_except_in_the_article_templates(data_
     assert prompts[:4] == ["satellite photo of a airport_hangar.", "aerial photo of a airport_hangar.",
                            "satellite photo of an airport hangar.", "aerial photo of an airport hangar."]
     assert sum("_" in p for p in prompts) == 14 and prompts[-2:] == ["a photo of a airport_hangar.", "airport_hangar."]
+
+
+def test_fmow_runs_store_regions_and_the_leaderboard_bootstraps_the_worst_region(data_root, tmp_path):
+    """The predictions file keeps each example's region ('Other' as -1), so the worst region recomputes exactly
+    from the store and the paired interval is on the protocol's own metric, not a fallback."""
+    from bench.leaderboard import collect
+    from bench.results.metrics import point
+    from bench.results.predictions import StoredPredictions
+    from bench.store import RunStore
+
+    store = tmp_path / "runs"
+    for method in ("ft", "lp"):
+        record, status = _run(method, "fmow", data_root, store)
+    (ft,) = [r for r in RunStore(store).records() if r.method == "ft"]
+    preds = StoredPredictions(store, ft.path, ft.predictions)
+    ds = FMoW(load_clip("bench-tinyclip", "tinyshift")[1], data_root)
+    regions = ds.wilds_dataset().metadata_map["region"]
+    expected = np.array([-1 if regions[r] == "Other" else r for r in ds.split("ood_test").metadata[:, 0].tolist()])
+    assert ft.predictions["layout"] == 2 and np.array_equal(preds.groups("ood_test"), expected)
+    assert point("acc_worst_region", preds.labels("ood_test"), preds.top1("final", "ood_test"),
+                 preds.groups("ood_test")) == pytest.approx(ft.metrics["ood_test"]["acc_worst_region"], abs=1e-4)
+    vs = next(row for row in collect(store).sections[0].rows if row.method == "lp").vs_ft
+    assert vs.metric == "acc_worst_region" and vs.low is not None and vs.low <= vs.diff <= vs.high

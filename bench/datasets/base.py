@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from bench.models import ModelInfo
+from bench.results.metrics import classification_metrics
 
 
 class TensorSplit(torch.utils.data.Dataset):
@@ -115,34 +116,27 @@ class DatasetAdapter(ABC):
             return split.with_transform(clip_transform(self.model_info, train=False))
         return split
 
+    def scored(self, split: str, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits a split's metric scores and, where they are a subset of the classes, the class each column
+        stands for (None: column j is class j). Their softmax is what the predictions file stores."""
+        return logits, None
+
+    def groups(self, split: str, metadata=None):
+        """Per example, the group the split's metric groups by (int array, -1 for an example in no scored group),
+        or None where the metric does not group."""
+        return None
+
     def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
         """Official metrics of one split (or, with its metadata, a subset of it) from its logits, and the ECE."""
-        return classification_metrics(logits, labels)
+        scored, columns = self.scored(split, logits)
+        if columns is not None:  # labels are classes of the whole head: their positions among the columns
+            position = {int(c): i for i, c in enumerate(columns)}
+            labels = torch.tensor([position[int(y)] for y in labels])
+        return classification_metrics(scored, labels)
 
     def top1(self, split: str, logits: torch.Tensor) -> torch.Tensor:
         """The predicted class per example in the label space the split's metrics score (stored per example, so
-        accuracy and the paired bootstrap can be recomputed from predictions and labels alone)."""
-        return logits.argmax(dim=1)
-
-
-def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
-    """ECE in % (Guo et al. 2017, the standard form): confidence = the largest softmax probability; 15 equal-width
-    bins over (0, 1]; the sum over bins of (share of examples in the bin) x |accuracy - mean confidence|."""
-    probs = logits.float().softmax(dim=1)
-    confidence, predicted = probs.max(dim=1)
-    correct = (predicted == labels).float()
-    edges = torch.linspace(0.0, 1.0, bins + 1)
-    total = torch.zeros(())
-    for low, high in zip(edges[:-1], edges[1:]):
-        inside = (confidence > low) & (confidence <= high)
-        if inside.any():
-            total += inside.float().mean() * (correct[inside].mean() - confidence[inside].mean()).abs()
-    return float(total) * 100.0
-
-
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    return {"acc": accuracy(logits, labels), "ece": expected_calibration_error(logits, labels)}
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(1) == labels).float().mean()) * 100.0
+        the metrics and the paired bootstrap can be recomputed from predictions and labels alone)."""
+        scored, columns = self.scored(split, logits)
+        best = scored.argmax(dim=1)
+        return best if columns is None else columns[best]

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from bench.datasets.base import DatasetAdapter, classification_metrics
+from bench.datasets import register_dataset
+from bench.datasets.base import DatasetAdapter
 from bench.datasets.folders import class_folders, data_root, holdout, images_in, require_dir, scan
 from bench.datasets.transforms import FileSplit, clip_transform
 from bench.errors import BenchError, MalformedData, MissingData
@@ -38,6 +39,7 @@ def _templates(name: str) -> tuple[str, ...]:
     return tuple(t("{}") for t in getattr(meta, name))
 
 
+@register_dataset("imagenet")
 class ImageNet(DatasetAdapter):
     description = "ImageNet -> ImageNet-V2, -R, -A, -Sketch and ObjectNet (ImageNet-C severity 5 as OOD val)"
     protocol = IMAGENET
@@ -174,7 +176,7 @@ class ImageNet(DatasetAdapter):
         split.class_groups = groups
         return split
 
-    def _scored(self, split: str, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def scored(self, split: str, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The logits a split is scored on and the class each of their columns stands for (None: as is):
         ImageNet-R/-A over their class subset, ObjectNet over its classes (max over each one's ImageNet classes)."""
         data = self.split(split)
@@ -185,14 +187,3 @@ class ImageNet(DatasetAdapter):
             return torch.stack([logits[:, g].max(dim=1).values for g in data.class_groups], dim=1), None
         return logits, None
 
-    def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
-        scored, classes = self._scored(split, logits)
-        if classes is not None:  # labels are ImageNet indices: their positions in the subset
-            position = {int(c): i for i, c in enumerate(classes)}
-            labels = torch.tensor([position[int(y)] for y in labels])
-        return classification_metrics(scored, labels)
-
-    def top1(self, split: str, logits: torch.Tensor) -> torch.Tensor:
-        scored, classes = self._scored(split, logits)
-        best = scored.argmax(dim=1)
-        return best if classes is None else classes[best]

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 
-from bench.datasets.base import DatasetAdapter, expected_calibration_error
+from bench.datasets import register_dataset
+from bench.datasets.base import DatasetAdapter
 from bench.datasets.folders import data_root
 from bench.datasets.transforms import FileSplit, clip_transform
 from bench.errors import BenchError, MalformedData, MissingData
 from bench.protocols.wilds import FMOW, IWILDCAM
+from bench.results import metrics as shared_metrics
 
 SPLITS = {"train": "train", "id_val": "id_val", "id_test": "id_test", "ood_val": "val", "ood_test": "test"}
 IWILDCAM_TEMPLATES = ("a photo of {}.", "{} in the wild.")
@@ -108,12 +110,18 @@ class WildsAdapter(DatasetAdapter):
         return split
 
     def metrics(self, split: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
+        """WILDS' own evaluator, and a check that bench's implementation of the ranked metric (the one the
+        leaderboard's bootstrap recomputes from the stored predictions) gives the same value on these predictions."""
         metadata = self.split(split).metadata if metadata is None else metadata
         with warnings.catch_warnings():  # wilds warns about empty year groups in small splits; harmless
             warnings.simplefilter("ignore", UserWarning)
             results, _ = self.wilds_dataset().eval(logits.argmax(1), labels, metadata)
         out = {key: float(value) * 100.0 if "count" not in key else float(value) for key, value in results.items()}
-        out["ece"] = expected_calibration_error(logits, labels)
+        metric = self.protocol.metric
+        ours = shared_metrics.point(metric, labels.numpy(), logits.argmax(1).numpy(), self.groups(split, metadata))
+        if abs(ours - out[metric]) > shared_metrics.AGREEMENT:
+            raise RuntimeError(f"bench's {metric} ({ours:.6f}) differs from WILDS' ({out[metric]:.6f}) on {split}")
+        out["ece"] = shared_metrics.expected_calibration_error(logits, labels)
         return out
 
 
@@ -145,6 +153,7 @@ def english_names() -> dict[int, tuple[int, str]]:
     return {row["y"]: (row["category_id"], row["english"]) for row in table["classes"]}
 
 
+@register_dataset("iwildcam")
 class IWildCam(WildsAdapter):
     description = "WILDS iWildCam v2.0: camera-trap species, new camera locations as the shift (macro-F1)"
     wilds_name, version = "iwildcam", "2.0"
@@ -186,6 +195,7 @@ class IWildCam(WildsAdapter):
         return self.folder / "train" / self.wilds_dataset()._input_array[index]
 
 
+@register_dataset("fmow")
 class FMoW(WildsAdapter):
     description = "WILDS FMoW v1.1: satellite land use, later years and regions as the shift (worst-region acc.)"
     wilds_name, version = "fmow", "1.1"
@@ -205,3 +215,14 @@ class FMoW(WildsAdapter):
 
     def image_path(self, index: int) -> Path:
         return self.folder / "images" / f"rgb_img_{self.wilds_dataset().full_idxs[index]}.png"
+
+    def groups(self, split: str, metadata=None):
+        """Region per example, as WILDS' region grouper numbers them; region 'Other' (which WILDS' worst region
+        leaves out) is -1."""
+        import numpy as np
+
+        ds = self.wilds_dataset()
+        metadata = self.split(split).metadata if metadata is None else metadata
+        region = np.asarray(metadata[:, ds.metadata_fields.index("region")]).astype(np.int32)
+        other = [i for i, name in enumerate(ds.metadata_map["region"]) if "Other" in str(name)]
+        return np.where(np.isin(region, other), -1, region)

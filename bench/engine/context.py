@@ -17,7 +17,7 @@ from bench.engine.access import DataGuard
 from bench.engine.evaluation import predict
 from bench.errors import BenchError
 from bench.models.classifier import ImageClassifier, linear_head, zero_shot_weights
-from bench.store import atomic_torch_save
+from bench.results.io import atomic_torch_save
 
 
 def prompt_templates(dataset, prompts: str) -> tuple[str, ...]:
@@ -75,6 +75,20 @@ class EngineContext:
         with self.guard.engine_access():  # the dataset looks its split's class subset up
             self.guard.check(split)
             return self.dataset.top1(split, logits)
+
+    def probabilities(self, split: str, logits):
+        """(softmax of the logits the split's metric scores, the class of each column or None): what is stored."""
+        with self.guard.engine_access():
+            self.guard.check(split)
+            scored, columns = self.dataset.scored(split, logits)
+            return scored.float().softmax(dim=1).to(torch.float16), columns  # stored at this precision
+
+    def groups(self, split: str):
+        """The group ids the split's metric groups by (None where it does not), for the predictions file."""
+        data = self.readable(split)
+        with self.guard.engine_access():
+            self.guard.check(split)
+            return self.dataset.groups(split, getattr(data, "metadata", None))
 
     def fused_kwargs(self) -> dict:
         return {"fused": True} if self.device.type == "cuda" else {}

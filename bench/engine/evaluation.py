@@ -34,11 +34,12 @@ def _predict(model, split, batch_size, device, autocast_dtype, num_workers):
     return torch.cat(logits), torch.cat(labels)
 
 
-def evaluate(model, ctx, splits, frozen: bool = False) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
+def evaluate(model, ctx, splits, frozen: bool = False, probabilities: bool = False):
     """Metrics per split (`ctx`: the engine's context, whose guard logs every read). `frozen`: the image tower is
     the pretrained one, so its cached features are re-used and only the head runs (in the same batch sizes as a
-    full forward, so the logits are bit-identical). Returns (metrics per split, top-1 class per example per split)."""
-    out, top1 = {}, {}
+    full forward, so the logits are bit-identical). Returns (metrics per split, top-1 class per example per split,
+    and with `probabilities` per split (scored class probabilities, their classes or None); else {})."""
+    out, top1, probs = {}, {}, {}
     for name in splits:
         data = ctx.readable(name)  # OOD val: the protocol's subset, scored with that subset's metadata
         if frozen:
@@ -53,4 +54,6 @@ def evaluate(model, ctx, splits, frozen: bool = False) -> tuple[dict[str, dict[s
                                      ctx.num_workers)
         out[name] = ctx.metrics(name, logits, labels, getattr(data, "metadata", None))
         top1[name] = ctx.top1(name, logits).to(torch.int32)  # in the label space the metric scores
-    return out, top1
+        if probabilities:
+            probs[name] = ctx.probabilities(name, logits)
+    return out, top1, probs

@@ -46,10 +46,27 @@ class Plan:
     inputs: tuple = ()  # finished runs a consuming method starts from (fields in INPUT_FIELDS)
 
 
+def _and_the_weights(problem: str, request: RunRequest, protocol) -> str:
+    """`problem`, and what is wrong with the run's weights as well, so a new user learns both at once."""
+    from bench.models import load_clip
+
+    model = request.model or protocol.model
+    pretrained = request.pretrained if request.pretrained is not None else (
+        protocol.pretrained if model == protocol.model else None)
+    try:
+        load_clip(model, pretrained)
+    except BenchError as exc:
+        return f"this run lacks (1) {problem} AND (2) {exc}"
+    return problem
+
+
 def plan(request: RunRequest, method_cls: type, dataset_cls: type) -> Plan:
-    if dataset_cls.needs_data_root or request.data_root is not None:
-        data_root(request.data_root, request.dataset)  # fails early, before any model is loaded
     base = dataset_cls.protocol
+    if dataset_cls.needs_data_root or request.data_root is not None:
+        try:
+            data_root(request.data_root, request.dataset)  # fails early, before anything is written
+        except BenchError as exc:
+            raise BenchError(_and_the_weights(f"{request.dataset}: {exc}", request, base))
     hp_over, proto_over = split_overrides(parse_assignments(request.settings), method_cls, base)
     if request.reduced:
         if not base.reduced:
@@ -113,10 +130,10 @@ def consumed_runs(store_root: Path, method_cls, config: dict) -> tuple[dict, ...
     same = ("dataset", "protocol", "model", "budget")
     found = []
     for record in RunStore(store_root).records():
-        if record["method"] in method_cls.consumes and all(record["config"].get(k) == config[k] for k in same):
-            found.append({**{k: record.get(k) for k in INPUT_FIELDS}, "path": str(Path(store_root) / record["path"]),
-                          "weights_sha256": record.get("weights", {}).get("sha256"),
-                          "total_s": record["timing"]["total_s"]})
+        if record.method in method_cls.consumes and all(record.config.get(k) == config[k] for k in same):
+            found.append({**{k: getattr(record, k) for k in INPUT_FIELDS}, "path": str(Path(store_root) / record.path),
+                          "weights_sha256": (record.weights or {}).get("sha256"),
+                          "total_s": record.timing["total_s"]})
     where = f"{config['dataset']} ({config['protocol']}, {config['model']['arch']}, same budget settings)"
     if not found:
         raise BenchError(f"method {method_cls.name} starts from finished runs of {', '.join(method_cls.consumes)} on "

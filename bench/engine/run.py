@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import os
 import resource
@@ -14,7 +13,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-import numpy as np
 import torch
 
 from bench import __version__
@@ -29,7 +27,8 @@ from bench.engine.trainer import Diverged, fine_tune
 from bench.engine.view import MethodView
 from bench.envinfo import environment
 from bench.errors import BenchError
-from bench.records import SCHEMA_VERSION
+from bench.results.predictions import FILE as PREDICTIONS_FILE, PredictionsWriter, example_ids
+from bench.results.record import WEIGHT_ENSEMBLE_VARIANT, RunRecord
 from bench.seeding import seed_everything
 from bench.store import RunStore, check_writable
 from bench.weights import clone_state, interpolate
@@ -72,17 +71,26 @@ def build_engine(p: Plan, request: RunRequest, cache_dir) -> EngineContext:
     seed_everything(request.seed)
     # The data first (a missing dataset is named as such, before any weights are looked for): lists and files only,
     # no pixels, so the preprocessing can be a provisional one until the model is known.
-    dataset = p.dataset_cls(PROVISIONAL_MODEL, request.data_root)
-    problems = failures(dataset.check())  # the fast data check: every file the run will read
-    if problems:
-        first = problems[0]
-        raise BenchError(f"{request.dataset} {first.split}: {first.status}: {first.notes[0]}"
-                         + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
-                         + f"; `bench data check {request.dataset}` lists them")
-    if not dataset.classnames:
-        raise BenchError(f"{request.dataset} has no classes; run `bench data check {request.dataset}`")
+    missing = []  # everything a run lacks is said at once: the data root or the data, then the weights
+    try:
+        dataset = p.dataset_cls(PROVISIONAL_MODEL, request.data_root)
+        problems = failures(dataset.check())  # the fast data check: every file the run will read
+        if problems:
+            first = problems[0]
+            missing.append(f"{request.dataset} {first.split}: {first.status}: {first.notes[0]}"
+                           + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
+                           + f"; `bench data check {request.dataset}` lists them")
+        elif not dataset.classnames:
+            missing.append(f"{request.dataset} has no classes; run `bench data check {request.dataset}`")
+    except BenchError as exc:
+        missing.append(f"{request.dataset}: {exc}")
     arch, tag = p.config["model"]["arch"], p.config["model"]["pretrained"]
-    clip, info = load_clip(arch, tag)
+    try:
+        clip, info = load_clip(arch, tag)
+    except BenchError as exc:
+        missing.append(str(exc))
+    if missing:
+        raise BenchError(missing[0] if len(missing) == 1 else f"this run lacks (1) {missing[0]} AND (2) {missing[1]}")
     tokenizer = open_clip_module().get_tokenizer(arch)
     dataset.use_model(info)
     protocol = p.protocol
@@ -108,7 +116,7 @@ def build_method(p: Plan, engine: EngineContext, trial_reporter=None):
     return p.method_cls(copy.deepcopy(p.hparams), view)  # its own copy: the plan's goes into the record
 
 
-PREDICTIONS = "predictions.npz"
+PREDICTIONS = PREDICTIONS_FILE
 WEIGHTS = INPUT_WEIGHTS  # what a consuming method's view reads back
 
 
@@ -117,22 +125,6 @@ def weights_blob(state: dict[str, torch.Tensor]) -> bytes:
     from safetensors.torch import save
 
     return save({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()})
-
-
-def example_ids(split) -> np.ndarray:
-    """Stable ids of a split's examples: file paths relative to the split's common folder, else positions."""
-    paths = getattr(split, "paths", None)
-    if not paths:
-        positions = getattr(split, "positions", None)  # a subset of an in-memory split: positions in the whole
-        return np.arange(len(split), dtype=np.int32) if positions is None else positions.numpy().astype(np.int32)
-    root = os.path.commonpath([str(p) for p in paths]) if len(paths) > 1 else os.path.dirname(str(paths[0]))
-    return np.array([os.path.relpath(str(p), root) for p in paths])
-
-
-def _npz(arrays: dict) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
 
 
 def _snapshot(info: dict) -> dict:
@@ -240,16 +232,9 @@ def _evaluation_model(method, model):
 
 
 def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after, model=None):
-    protocol, device = engine.protocol, engine.device  # the engine's: steps as the budget rule resolved them
+    """Search, train, fix the model, evaluate, record: each phase its own function below."""
     timing = {}
-    t0 = time.perf_counter()
-    search_info = {}
-    if p.method_cls.has_search():
-        workdir = folder.work / "search"  # the method's files; the engine's (checkpoint, record) stay its own
-        workdir.mkdir(parents=True, exist_ok=True)
-        with distributed.local():  # under torchrun each rank is one more worker of the shared study
-            search_info = _snapshot(method.search(workdir, p.config_hash))
-    timing["search_s"] = time.perf_counter() - t0
+    search_info = _search_phase(p, method, folder, timing)
     if request.search_only:
         _refuse_if_violated(engine)
         return {"method": p.config["method"], "search": search_info, "search_s": timing["search_s"]}, "searched", {}
@@ -259,6 +244,46 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
     timing["setup_s"] = time.perf_counter() - started - timing["search_s"]
     if p.inputs:  # the consumed runs' own cost, per run: the leaderboard counts each once across seeds
         timing["inputs_total_s"] = {run["run_id"]: run["total_s"] for run in p.inputs}
+    model, theta1, trained, selection, history = _train_phase(method, model, engine, folder, reporter, stop_after, timing)
+    method_info = _snapshot({**search_info, **method.info()})  # its last word, taken before any test split opens
+    frozen = bool(method.frozen_image_tower)
+    _refuse_if_violated(engine)
+    engine.guard.seal()  # the model is fixed: theta0 and theta1 are the engine's own copies from here on
+
+    t0 = time.perf_counter()
+    variants, same, splits, writer = _evaluation_phase(p, engine, model, theta0, theta1, frozen, timing)
+    blob, predictions = writer.encode()
+    files = {PREDICTIONS: blob}
+    if trained:  # a trained model is kept: soups and post-hoc methods (TPGM, LiNeS) start from it
+        files[WEIGHTS] = weights_blob(theta1)
+    timing["eval_s"] = time.perf_counter() - t0
+    timing["total_s"] = time.perf_counter() - started
+    timing["peak_memory"] = _peak_memory_mb(engine.device)
+    _refuse_if_violated(engine)
+    weights = ({"file": WEIGHTS, "sha256": hashlib.sha256(files[WEIGHTS]).hexdigest(),
+                "layout": "safetensors state dict of the trained model as evaluated (theta_1: the selected checkpoint)"}
+               if WEIGHTS in files else None)
+    record = _record(p, request, engine, selection, variants, same, splits, predictions, weights, method_info,
+                     history, timing)
+    return record, "done", files
+
+
+def _search_phase(p: Plan, method, folder, timing: dict) -> dict:
+    t0 = time.perf_counter()
+    search_info = {}
+    if p.method_cls.has_search():
+        workdir = folder.work / "search"  # the method's files; the engine's (checkpoint, record) stay its own
+        workdir.mkdir(parents=True, exist_ok=True)
+        with distributed.local():  # under torchrun each rank is one more worker of the shared study
+            search_info = _snapshot(method.search(workdir, p.config_hash))
+    timing["search_s"] = time.perf_counter() - t0
+    return search_info
+
+
+def _train_phase(method, model, engine, folder, reporter, stop_after, timing: dict):
+    """Fine-tune under the budget and select on ID val; returns (evaluated model, theta_1, trained?, selection,
+    history)."""
+    protocol = engine.protocol  # the engine's: steps as the budget rule resolved them
     best = None  # the selected training state
     if method.trains and protocol.steps > 0:
         trained = fine_tune(method, model, engine, folder.checkpoint, reporter, stop_after)
@@ -273,82 +298,61 @@ def _run(p: Plan, request, engine, method, folder, started, reporter, stop_after
         timing.update(train_s=0.0, train_images=0, train_steps=0, train_images_per_s=None, resumed_from_step=0)
     evaluated = _evaluation_model(method, model)
     theta1 = best if best is not None and evaluated is model else clone_state(evaluated)
-    model = evaluated
-    method_info = _snapshot({**search_info, **method.info()})  # its last word, taken before any test split opens
-    frozen = bool(method.frozen_image_tower)
-    _refuse_if_violated(engine)
-    engine.guard.seal()  # the model is fixed: theta0 and theta1 are the engine's own copies from here on
+    return evaluated, theta1, best is not None, selection, history
 
-    t0 = time.perf_counter()
+
+def _evaluation_phase(p: Plan, engine, model, theta0, theta1, frozen: bool, timing: dict):
+    """Every planned variant on every split; returns (variants, same-model aliases, splits, predictions writer)."""
+    protocol = engine.protocol
     engine.guard.open_final_evaluation()
     model.eval()  # once: derived state (FLYP's text head) is then rebuilt per variant, not per split
     # OOD val only where the method read it, and only the subset it could read (AutoFT's search scores).
     reads_ood_val = "ood_val" in p.method_cls.requires
     splits = [protocol.id_val_split, *([protocol.ood_val_split] if reads_ood_val else []), *protocol.test_splits]
-    variants, predictions, done, same = {}, {}, {}, {}
+    with_probabilities = {p.reported_variant, WEIGHT_ENSEMBLE_VARIANT}  # the variants the leaderboard shows
+    model_of = lambda alpha: None if alpha in (None, 1.0) else alpha  # alpha = 1 is exactly theta1: evaluated once
+    kept = {model_of(alpha) for name, alpha in p.variants.items() if name in with_probabilities}  # only those in memory
+    writer, variants, done, same = PredictionsWriter(), {}, {}, {}
     for name, alpha in p.variants.items():
-        key = None if alpha in (None, 1.0) else alpha  # alpha = 1 is exactly theta1: one model, evaluated once
+        key = model_of(alpha)
         if key not in done:
             model.load_state_dict(theta1 if key is None else interpolate(theta0, theta1, key))
-            done[key] = (name, *evaluate(model, engine, splits, frozen=frozen))
+            done[key] = (name, *evaluate(model, engine, splits, frozen=frozen, probabilities=key in kept))
         else:
             same[name] = done[key][0]
-        metrics, top1 = done[key][1:]
+        metrics, top1, probs = done[key][1:]
         variants[name] = {"alpha": alpha, "metrics": metrics, "summary": summarize(metrics, protocol)}
-        predictions.update({f"{name}|{split}": values.numpy() for split, values in top1.items()})
-    predictions.update({f"ids|{split}": example_ids(engine.readable(split)) for split in splits})
-    predictions.update({f"labels|{split}": torch.as_tensor(engine.readable(split).labels).numpy().astype(np.int32)
-                        for split in splits})  # the leaderboard's paired bootstrap recomputes metrics from these
+        for split in splits:
+            writer.top1(name, split, top1[split].numpy())
+            if name in with_probabilities:
+                writer.probabilities(name, split, probs[split][0].numpy())
+    for split in splits:  # the leaderboard's paired bootstrap recomputes the metrics from these
+        data = engine.readable(split)
+        columns = next((d[3][split][1] for d in done.values() if d[3]), None)  # the same for every variant
+        writer.split(split, example_ids(data), torch.as_tensor(data.labels).numpy(), engine.groups(split),
+                     None if columns is None else columns.numpy())
     timing["eval_models"] = len(done)
     timing["eval_images"] = len(done) * sum(len(engine.readable(split)) for split in splits)
-    blob = _npz(predictions)
-    files = {PREDICTIONS: blob}
-    if best is not None:  # a trained model is kept: soups and post-hoc methods (TPGM, LiNeS) start from it
-        files[WEIGHTS] = weights_blob(theta1)
-    timing["eval_s"] = time.perf_counter() - t0
-    timing["total_s"] = time.perf_counter() - started
-    timing["peak_memory"] = _peak_memory_mb(device)
-    _refuse_if_violated(engine)
+    return variants, same, splits, writer
 
-    reported = p.reported_variant
-    record = {
-        "schema": SCHEMA_VERSION,
-        "run_id": p.config_hash,
-        "bench_version": __version__,
-        "method": p.config["method"],  # as planned: a method cannot rename itself afterwards
-        "method_description": p.method_description,
-        "dataset": request.dataset,
-        "protocol": {"name": protocol.name, "version": protocol.version, "id": protocol.id},
-        "official": p.official,
-        "config": p.config,
-        "hparams": p.hparams,
-        "hparams_seed": request.hparams_seed,
-        "seed": request.seed,
-        "model": engine.model_info.as_dict(),
-        "selection": selection,
-        "classes": {"names": list(engine.dataset.classnames), "source": engine.dataset.classname_source},
-        "templates": list(engine.templates),
-        "evaluation": {"variants": p.variants, "reported": reported, "same_model": same},
-        "reported_variant": reported,
-        "metric": protocol.metric,
-        "metrics": variants[reported]["metrics"],
-        "summary": variants[reported]["summary"],
-        "variants": variants,
-        "split_sizes": {name: len(engine.readable(name)) for name in splits},
-        "data": engine.data,  # which copy of the data: its data card's sha256 (bench data verify)
-        "predictions": {"file": PREDICTIONS, "sha256": hashlib.sha256(blob).hexdigest(),
-                        "layout": "numpy .npz: '<variant>|<split>' = top-1 class (int32) per example in split order; "
-                                  "'ids|<split>' = example ids (position in the split, or the file path relative to "
-                                  "the split's common folder); 'labels|<split>' = true class (int32)"},
-        **({"weights": {"file": WEIGHTS, "sha256": hashlib.sha256(files[WEIGHTS]).hexdigest(),
-                        "layout": "safetensors state dict of the trained model as evaluated (theta_1: the selected checkpoint)"}}
-           if WEIGHTS in files else {}),
-        "method_info": method_info,
-        "history": history,
-        "timing": timing,
-        "data_access": engine.guard.log(),
-        "env": {**environment(device, getattr(p.dataset_cls, "cpu_threads", None) if device.type == "cpu" else None),
-                "processes": distributed.current().size},  # >1: data parallel under torchrun
-    }
-    record = json.loads(json.dumps(record, default=str))  # the caller gets exactly what a later read gets
-    return record, "done", files
+
+def _record(p: Plan, request, engine, selection, variants, same, splits, predictions, weights, method_info,
+            history, timing) -> dict:
+    protocol, device, reported = engine.protocol, engine.device, p.reported_variant
+    record = RunRecord(
+        run_id=p.config_hash, bench_version=__version__, method=p.config["method"],
+        method_description=p.method_description, dataset=request.dataset,
+        protocol={"name": protocol.name, "version": protocol.version, "id": protocol.id}, official=p.official,
+        config=p.config, hparams=p.hparams, hparams_seed=request.hparams_seed, seed=request.seed,
+        model=engine.model_info.as_dict(), selection=selection,
+        classes={"names": list(engine.dataset.classnames), "source": engine.dataset.classname_source},
+        templates=list(engine.templates), evaluation={"variants": p.variants, "reported": reported, "same_model": same},
+        reported_variant=reported, metric=protocol.metric, metrics=variants[reported]["metrics"],
+        summary=variants[reported]["summary"], variants=variants,
+        split_sizes={name: len(engine.readable(name)) for name in splits},
+        data=engine.data,  # which copy of the data: its data card's sha256 (bench data verify)
+        predictions=predictions, weights=weights, method_info=method_info, history=history, timing=timing,
+        data_access=engine.guard.log(),
+        env={**environment(device, getattr(p.dataset_cls, "cpu_threads", None) if device.type == "cpu" else None),
+             "processes": distributed.current().size})  # >1: data parallel under torchrun
+    return json.loads(json.dumps(record.to_dict(), default=str))  # the caller gets exactly what a later read gets

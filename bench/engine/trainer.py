@@ -13,7 +13,7 @@ from bench.errors import BenchError
 from bench.engine.batches import train_batches
 from bench.engine.evaluation import predict
 from bench.engine.step import training_step
-from bench.store import atomic_torch_save
+from bench.results.io import atomic_torch_save
 from bench.weights import clone_state
 
 
@@ -87,6 +87,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         result.best_step, result.best_score = ckpt["best_step"], ckpt["best_score"]
         result.history, result.seconds, result.images = ckpt["history"], ckpt["seconds"], ckpt["images"]
         running = torch.tensor(ckpt["running_loss"], device=ctx.device)
+        method.load_train_state(ckpt.get("method") or {})
     batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device, ctx.num_workers,
                             with_indices=True)
     model.train()
@@ -101,6 +102,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
         method.step = step
         loss = training_step(model, method.loss, optimizer, images, labels, ctx.device, ctx.autocast_dtype,
                              p.grad_clip if method.clip_gradients else None)
+        method.after_step(model)  # after the optimiser step (an EMA of the weights updates here)
         result.images += len(labels)
         # The running loss stays on the device (a NaN or inf poisons it for good), so the host waits for it only
         # every LOG_EVERY steps and at evaluations, not after every step.
@@ -130,7 +132,7 @@ def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_afte
                                    "rng": torch.get_rng_state(), "step": step + 1, "best_state": result.best_state,
                                    "best_step": result.best_step, "best_score": result.best_score,
                                    "history": result.history, "seconds": result.seconds, "images": result.images,
-                                   "running_loss": value},
+                                   "running_loss": value, "method": method.train_state()},
                                   checkpoint_path)
             if stop_after is not None and step + 1 >= stop_after:
                 reporter.stop()

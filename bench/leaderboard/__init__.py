@@ -11,7 +11,8 @@ from bench.leaderboard.bootstrap import attach
 from bench.leaderboard.export import table_rows, to_csv, to_json
 from bench.leaderboard.render import render, section_slug
 from bench.leaderboard.timing import load_step_benchmarks
-from bench.store import RunStore, atomic_write_text
+from bench.store import RunStore
+from bench.results.io import atomic_write_text
 
 ASSETS = "leaderboard"  # folder beside the markdown file for CSV, JSON and PNG files
 

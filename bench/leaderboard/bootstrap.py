@@ -8,19 +8,20 @@ of (metric_row - metric_FT), averaged over the drawn seeds; the interval is its 
 numpy seed keeps the page byte-identical from one `bench leaderboard` to the next."""
 from __future__ import annotations
 
-import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from bench.results import metrics as M
+from bench.results.predictions import StoredPredictions
 
 B = 2000  # replicates: each bound's Monte Carlo error is ~0.06 bootstrap SE, ~1.5 % of the interval's width
 SEED = 0
 PERCENTILES = (2.5, 97.5)
 CELLS = 4_000_000  # replicates x examples per block: ~16 MB of float32 weights, whatever the split's size
 TOLERANCE = 1e-3  # percentage points: above float32 rounding of the records' metrics, below one example in 100k
-RECOMPUTABLE = ("acc", "F1-macro_all")  # metrics the stored predictions and labels determine alone
+RECOMPUTABLE = M.RECOMPUTABLE  # metrics the stored predictions (with group ids where needed) determine
 REFERENCE = "reference"
 NO_LABELS = "predictions file without labels (runs made before labels were stored)"
 
@@ -55,146 +56,78 @@ def seed_weights(rng: np.random.Generator, k: int, size: int) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=size * k).reshape(size, k).astype(np.float64)
 
 
-def accuracy(w: np.ndarray, labels: np.ndarray, top1: np.ndarray) -> np.ndarray:
-    """Top-1 accuracy (%) per replicate; w: (replicates, n) example weights."""
-    return (w * (labels == top1)).sum(axis=1, dtype=np.float64) / w.sum(axis=1, dtype=np.float64) * 100.0
-
-
-def _grouping(keys: np.ndarray, rows: np.ndarray | None = None) -> tuple:
-    """A reusable group-by of `rows` (default: all) by key: (rows in key order, segment starts, each segment's key)."""
-    rows = np.arange(keys.size) if rows is None else rows
-    order = rows[np.argsort(keys[rows], kind="stable")]
-    ordered = keys[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if order.size else order
-    return order, starts, ordered[starts]
-
-
-def _sums(wt: np.ndarray, grouping: tuple, size: int) -> np.ndarray:
-    """(size, replicates): per class, the summed weights of its examples; wt: (n, replicates)."""
-    order, starts, classes = grouping
-    out = np.zeros((size, wt.shape[1]))
-    if order.size:
-        out[classes] = np.add.reduceat(wt[order], starts, axis=0)
-    return out
-
-
-def _f1_parts(labels: np.ndarray, top1: np.ndarray) -> tuple:
-    """Group-bys of the misses by true and by predicted class: only misses enter FN and FP."""
-    miss = np.flatnonzero(labels != top1)
-    return _grouping(labels, miss), _grouping(top1, miss)
-
-
-def _macro_f1(wt: np.ndarray, true: np.ndarray, parts: tuple, size: int) -> np.ndarray:
-    fn, fp = (_sums(wt, grouping, size) for grouping in parts)
-    present = true > 0
-    tp = true - fn
-    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=present)
-    return f1.sum(axis=0) / present.sum(axis=0) * 100.0
-
-
-def macro_f1(w: np.ndarray, labels: np.ndarray, top1: np.ndarray) -> np.ndarray:
-    """WILDS' F1-macro_all (%) per replicate: sklearn's f1_score(average="macro", labels=the classes present), i.e.
-    per present class 2·TP / (2·TP + FP + FN), where a prediction of an absent class still misses its true class."""
-    size, wt = int(max(labels.max(), top1.max())) + 1, np.asarray(w).T
-    return _macro_f1(wt, _sums(wt, _grouping(labels), size), _f1_parts(labels, top1), size)
-
-
 def replicate_metrics(tops: dict, labels: np.ndarray, metric: str, rng: np.random.Generator,
-                      replicates: int = B) -> dict:
+                      replicates: int = B, groups: np.ndarray | None = None) -> dict:
     """One split: metric per replicate (replicates,) of every unit's top-1 `tops[key]`, on shared example draws."""
     n = labels.size
     block, out = max(1, CELLS // n), {key: [] for key in tops}
     size = int(max(labels.max(), *(t.max() for t in tops.values()))) + 1
-    if metric == "acc":  # linear in the weights: one matrix product for every unit at once
+    if metric in ("acc", "acc_avg"):  # linear in the weights: one matrix product for every unit at once
         hits = np.stack([labels == t for t in tops.values()]).astype(np.float32)
-    else:  # group-bys prepared once per unit, not per block
-        by_label, parts = _grouping(labels), {key: _f1_parts(labels, t) for key, t in tops.items()}
+    elif metric == "F1-macro_all":  # group-bys prepared once per unit, not per block
+        by_label, parts = M.grouping(labels), {key: M.f1_parts(labels, t) for key, t in tops.items()}
     for start in range(0, replicates, block):
         w = example_weights(rng, n, min(block, replicates - start))
-        if metric == "acc":
+        if metric in ("acc", "acc_avg"):
             # (block, units); the other order, hits @ w.T, takes a very slow path of 2-thread OpenBLAS
-            values = (w @ hits.T).astype(np.float64) / n * 100.0
+            values = (w @ hits.T).astype(np.float64) / n * 100.0  # M.accuracy of every unit at once
             for i, key in enumerate(tops):
                 out[key].append(values[:, i])
-        else:
+        elif metric == "F1-macro_all":
             wt = np.ascontiguousarray(w.T)  # (n, block): gathering examples then reads contiguous rows
-            true = _sums(wt, by_label, size)
+            true = M.class_sums(wt, by_label, size)
             for key in tops:
-                out[key].append(_macro_f1(wt, true, parts[key], size))
+                out[key].append(M.macro_f1_from_parts(wt, true, parts[key], size))
+        else:  # grouped metrics (FMoW's worst region): the shared implementation on each block
+            for key, top1 in tops.items():
+                out[key].append(M.score(metric, w, labels, top1, groups))
     return {key: np.concatenate(chunks) for key, chunks in out.items()}
 
 
-def point_metric(labels: np.ndarray, top1: np.ndarray, metric: str) -> float:
-    w = np.ones((1, labels.size))
-    return float((accuracy if metric == "acc" else macro_f1)(w, labels, top1)[0])
-
-
-class Predictions:
-    """One run's predictions file: read and checked against its record's sha256 once; arrays decoded on first use."""
-
-    def __init__(self, root: Path, record: dict):
-        self.problem, self._npz, self._arrays = None, None, {}
-        info = record.get("predictions")
-        if not info:
-            self.problem = "no predictions file named in the record (runs before bench 0.2)"
-            return
-        try:
-            data = (Path(root) / record["path"] / info["file"]).read_bytes()
-        except OSError:
-            self.problem = f"predictions file {record['path']}/{info['file']} is missing"
-            return
-        if hashlib.sha256(data).hexdigest() != info["sha256"]:
-            self.problem = f"predictions file {record['path']}/{info['file']} does not match the record's sha256"
-            return
-        self._npz = np.load(io.BytesIO(data), allow_pickle=False)
-
-    def get(self, key: str):
-        if key not in self._arrays:
-            self._arrays[key] = self._npz[key] if key in self._npz.files else None
-        return self._arrays[key]
-
-
-def load_unit(cache: dict, root: Path, record: dict, variant: str, splits, metric: str) -> dict | str:
-    """split -> (ids, labels, top-1) of one record's variant, checked to reproduce the record's own metric (a
-    metric whose stored predictions are not what it scored is never bootstrapped); or why not."""
-    if record["path"] not in cache:
-        cache[record["path"]] = Predictions(root, record)  # each run's file once, whichever rows share it
-    preds = cache[record["path"]]
+def load_unit(cache: dict, root: Path, record, variant: str, splits, metric: str) -> dict | str:
+    """split -> (ids, labels, top-1, groups) of one record's variant, checked to reproduce the record's own metric
+    (a metric whose stored predictions are not what it scored is never bootstrapped); or why not."""
+    if record.path not in cache:  # each run's file once, whichever rows share it
+        cache[record.path] = StoredPredictions(root, record.path, record.predictions)
+    preds = cache[record.path]
     if preds.problem:
         return preds.problem
-    metrics = record.get("variants", {}).get(variant, {}).get("metrics", record["metrics"])
+    metrics = record.variants.get(variant, {}).get("metrics", record.metrics)
     out = {}
     for split in splits:
-        top1, ids, labels = preds.get(f"{variant}|{split}"), preds.get(f"ids|{split}"), preds.get(f"labels|{split}")
+        top1, ids, labels = preds.top1(variant, split), preds.ids(split), preds.labels(split)
         if labels is None:
             return NO_LABELS
         if top1 is None or ids is None or not labels.size or not (labels.size == top1.size == ids.size):
             return f"predictions file lacks {variant}|{split} or its ids"
-        ours = point_metric(labels, top1, metric)
+        groups = preds.groups(split)
+        if M.NEEDS_GROUPS.get(metric) and groups is None:
+            return preds.missing(f"group ids for {metric}")
+        ours = M.point(metric, labels, top1, groups)
         theirs = next((metrics.get(split, {}).get(k) for k in ((metric, "acc_avg") if metric == "acc" else (metric,))
                        if metrics.get(split, {}).get(k) is not None), None)
         if theirs is None or abs(ours - theirs) > TOLERANCE:
             return (f"stored top-1 predictions do not reproduce the record's {split} {metric} "
                     f"({ours:.3f} vs {theirs if theirs is None else round(theirs, 3)})")
-        out[split] = (ids, labels, top1)
+        out[split] = (ids, labels, top1, groups)
     return out
 
 
 def reference_row(section):
     """FT's row (variant final); with several hyperparameter settings, the one with most seeds (then the first)."""
-    rows = [row for row in section.rows if row.method == "ft" and row.variant == "final"]
+    rows = [row for row in section.rows if row.method == section.roles.reference and row.variant == "final"]
     return max(rows, key=lambda row: len(row.records)) if rows else None
 
 
 def _pairs(section, ft, root, cache, metric):
     """row -> [(seed, row unit, FT unit)] for rows whose every paired seed is usable; the others get a VsFt note."""
-    ft_records = {r["seed"]: r for r in ft.records}
+    ft_records = {r.seed: r for r in ft.records}
     splits, reference, pairs = section.ood_splits, None, {}
     for row in section.rows:
         if row is ft:
             row.vs_ft = VsFt(metric=metric, seeds=tuple(sorted(ft_records)), note=REFERENCE)
             continue
-        mine = {r["seed"]: r for r in row.records}
+        mine = {r.seed: r for r in row.records}
         seeds = sorted(set(mine) & set(ft_records))
         found, note = [], "no seed in common with FT" if not seeds else ""
         for seed in seeds:
@@ -207,7 +140,7 @@ def _pairs(section, ft, root, cache, metric):
             if not all(np.array_equal(u[s][i], reference[s][i]) for u in (unit, base) for s in splits for i in (0, 1)):
                 note = "example ids or labels differ from FT's"
                 break
-            found.append((seed, (mine[seed]["path"], row.variant), (ft_records[seed]["path"], "final")))
+            found.append((seed, (mine[seed].path, row.variant), (ft_records[seed].path, "final")))
         if note:
             row.vs_ft = VsFt(metric=metric, seeds=tuple(seeds), note=note)
         else:
@@ -229,10 +162,10 @@ def compare_section(section, root: Path, cache: dict) -> None:
     values, points = {}, {}
     keys = sorted({key for found in pairs.values() for _, *units in found for key in units})  # (run path, variant)
     for index, split in enumerate(section.ood_splits):
-        tops = {key: cache[key[0]].get(f"{key[1]}|{split}") for key in keys}
-        labels = reference[split][1]
-        values[split] = replicate_metrics(tops, labels, metric, np.random.default_rng([SEED, 0, index]))
-        points[split] = {key: point_metric(labels, top1, metric) for key, top1 in tops.items()}
+        tops = {key: cache[key[0]].top1(key[1], split) for key in keys}
+        labels, groups = reference[split][1], reference[split][3]
+        values[split] = replicate_metrics(tops, labels, metric, np.random.default_rng([SEED, 0, index]), groups=groups)
+        points[split] = {key: M.point(metric, labels, top1, groups) for key, top1 in tops.items()}
     for row in section.rows:
         if id(row) not in pairs:
             continue

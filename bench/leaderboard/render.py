@@ -7,9 +7,8 @@ from collections import defaultdict
 
 from tabulate import tabulate
 
-from bench.leaderboard.aggregate import ECE_PREFIX, Section, Stat
+from bench.leaderboard.aggregate import ECE_PREFIX, Section, Stat, Roles
 from bench.leaderboard.bootstrap import B, REFERENCE
-from bench.leaderboard.robustness import BASELINES
 from bench.leaderboard.timing import step_benchmark_table, timing_table
 
 
@@ -85,8 +84,8 @@ def vs_ft_explanation(section: Section) -> list[str]:
             "OOD splits of the metric difference, averaged over the drawn seeds. * = the interval excludes 0. It "
             "covers the sampling of test examples and seeds, not the choice of hyperparameters.")
     if metric != section.metric:
-        text += (f" {section.metric} needs per-example metadata that the predictions file does not keep, so this "
-                 f"column compares top-1 accuracy instead (interval_metric = {metric} in the CSV/JSON).")
+        text += (f" {section.metric} has no implementation in bench/results/metrics.py, so this column compares "
+                 f"top-1 accuracy instead (interval_metric = {metric} in the CSV/JSON).")
     by_note = defaultdict(list)
     for row in section.rows:
         vs = row.vs_ft
@@ -99,7 +98,7 @@ def vs_ft_explanation(section: Section) -> list[str]:
 
 
 def er_explanation(section: Section) -> str:
-    base = " and ".join(BASELINES)
+    base = " and ".join(section.roles.baselines)
     fit, n_points = section.fit, section.baseline_points
     if fit is None:
         return (f"Effective robustness needs a baseline trend: the per-seed points of {base} with two distinct ID "
@@ -111,7 +110,7 @@ def er_explanation(section: Section) -> str:
 
 
 def reported_table(section: Section) -> list[str]:
-    if section.dataset == "tinyshift" or not section.official:
+    if not section.papers_report or not section.official:
         return []
     if not section.reported:
         return ["Reported by the official repositories: no row for this model; only values read in an official "
@@ -167,7 +166,7 @@ def render(sections: list[Section], protocols: dict, n_runs: int, incomplete: in
                 f"[{assets}/results.json]({assets}/results.json)." if assets else ""), ""]
     if problems:
         lines += [f"{len(problems)} finished run(s) left out because their record fails the schema "
-                  "(bench/records.py; fix or delete the folder):", ""]
+                  "(bench/results/schema.py; fix or delete the folder):", ""]
         lines += [f"- `{where}`: {reason}" for where, reason in problems] + [""]
     if not sections:
         lines += ["No finished runs yet: `bench run --method ft` adds one.", ""]
@@ -204,5 +203,5 @@ def render(sections: list[Section], protocols: dict, n_runs: int, incomplete: in
                   "on the testbed model at batch 64, from `python -m pytest benchmarks/bench_steps.py "
                   "--benchmark-only --benchmark-json runs/benchmarks/steps-cpu.json`; ratios are to FT in the same "
                   "file. WiSE-FT's training step is FT's own, so the gap between those two rows shows the measurement "
-                  "noise of the machine.", "", step_benchmark_table(step_benchmarks), ""]
+                  "noise of the machine.", "", step_benchmark_table(step_benchmarks, Roles.declared().reference), ""]
     return "\n".join(lines)

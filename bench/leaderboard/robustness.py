@@ -1,11 +1,11 @@
 """Effective robustness (Taori et al., 2020): how far a model's OOD accuracy lies above what baseline models of
 the same ID accuracy reach. The baseline trend is a line in logit space, logit(OOD) = a * logit(ID) + b, fitted by
-least squares through the per-seed (ID, OOD avg) points of the standard ID-trained baselines (FT and LP)."""
+least squares through the per-seed (ID, OOD avg) points of the standard ID-trained baselines (the methods that
+declare `trend_baseline`: FT and LP)."""
 from __future__ import annotations
 
 import math
 
-BASELINES = ("ft", "lp")
 EPS = 1e-4
 
 
@@ -39,6 +39,5 @@ def effective_robustness(fit: tuple[float, float], id_percent: float, ood_percen
     return ood_percent - predicted_ood(fit, id_percent)
 
 
-def baseline_points(rows) -> list[tuple[float, float]]:
-    return [(r["summary"]["id"], r["summary"]["ood_avg"]) for row in rows if row.method in BASELINES
-            for r in row.records]
+def baseline_points(rows, baselines) -> list[tuple[float, float]]:
+    return [(r.id_score, r.ood_avg) for row in rows if row.method in baselines for r in row.records]

@@ -37,28 +37,29 @@ class Selection:
         return ", ".join(f"{k}={short_value(v)}" for k, v in json.loads(self.chosen.hparams).items())
 
 
-def id_val_score(record: dict) -> float | None:
+def id_val_score(record) -> float | None:
     """The record's ID-val headline metric (None where it has none: it cannot be selected by ID val)."""
-    split = record.get("selection", {}).get("split", "id_val")
-    value = record.get("metrics", {}).get(split, {}).get(record.get("metric"))
+    split = record.selection.get("split", "id_val")
+    value = record.metrics.get(split, {}).get(record.metric)
     return None if value is None else float(value)
 
 
-def select(records: list[dict]) -> list[Selection]:
-    groups: dict[tuple, dict[str, list[dict]]] = {}
+def select(records: list) -> list[Selection]:
+    """`records`: bench.results.record.RunRecord of one store."""
+    groups: dict[tuple, dict[str, list]] = {}
     for r in records:
         if id_val_score(r) is None:
             continue
-        model = f"{r['model']['arch']} ({r['model']['pretrained']})"
-        key = (r["dataset"], r["protocol"]["id"], model, r["method"], r["metric"], r["official"])
-        groups.setdefault(key, {}).setdefault(json.dumps(r["hparams"], sort_keys=True), []).append(r)
+        model = f"{r.arch} ({r.model['pretrained']})"
+        key = (r.dataset, r.protocol_id, model, r.method, r.metric, r.official)
+        groups.setdefault(key, {}).setdefault(json.dumps(r.hparams, sort_keys=True), []).append(r)
     out = []
     for (dataset, protocol, model, method, metric, _), configs in sorted(groups.items()):
         candidates = []
         for hparams, runs in sorted(configs.items()):
             scores = [id_val_score(r) for r in runs]
-            candidates.append(Candidate(hparams, tuple(sorted({r["hparams_seed"] for r in runs})),
-                                        tuple(sorted(r["seed"] for r in runs)), sum(scores) / len(scores)))
+            candidates.append(Candidate(hparams, tuple(sorted({r.hparams_seed for r in runs})),
+                                        tuple(sorted(r.seed for r in runs)), sum(scores) / len(scores)))
         # highest mean ID-val; ties: more seeds, then the earliest draw
         chosen = max(candidates, key=lambda c: (c.id_val, len(c.seeds), -min(c.hparams_seeds)))
         out.append(Selection(dataset, protocol, model, method, metric, chosen, tuple(candidates)))

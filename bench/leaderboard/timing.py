@@ -24,7 +24,7 @@ def _with_ratio(value, reference, digits=1):
 
 
 def timing_table(section: Section) -> str:
-    ft = {e.device: e for e in section.timing if e.method == "ft"}
+    ft = {e.device: e for e in section.timing if e.method == section.roles.reference}
     headers = ["method", "n", *[LABELS[key] for key in TIMING_KEYS], "device-hours (all seeds)", "of which consumed runs",
                "peak memory MB", "device"]
     body = []
@@ -59,8 +59,8 @@ def load_step_benchmarks(runs: Path) -> list[dict]:
     return out
 
 
-def step_benchmark_table(entries: list[dict]) -> str:
-    ft = {(e["device"], e["file"]): e["mean_ms"] for e in entries if e["method"] == "ft"}
+def step_benchmark_table(entries: list[dict], reference: str | None) -> str:
+    ft = {(e["device"], e["file"]): e["mean_ms"] for e in entries if e["method"] == reference}
     headers = ["method", "ms / step (mean)", "ms / step (min)", "rounds", "ratio to FT", "device", "file"]
     body = []
     for e in sorted(entries, key=lambda e: (e["file"], e["device"], e["mean_ms"])):

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.store import atomic_write_json
+from bench.results.io import atomic_write_json
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 HEARTBEAT_S = 5  # a database-backed trial's heartbeat period

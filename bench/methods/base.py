@@ -33,6 +33,10 @@ class Method:
     clip_gradients: bool = True  # the protocol's gradient clipping; False only where the official method has none
     options: tuple[Option, ...] = ()  # extra `bench run` flags (see bench.config.Option)
     consumes: tuple[str, ...] = ()  # methods whose finished runs this one starts from (soups, post-hoc methods)
+    # (seed, hparams_seed) of the consumed runs a smallest run of it needs: what the conformance tests make first
+    example_inputs: tuple[tuple[int, int], ...] = ((0, 0),)
+    leaderboard_reference: bool = False  # the row others are measured against (paired interval, timing ratios)
+    trend_baseline: bool = False  # its runs fit the effective-robustness baseline trend (Taori et al.)
     step: int = 0  # set by the trainer before each loss call (for per-step randomness that survives resume)
     batch_indices: torch.Tensor | None = None  # set with `step`: the batch's positions in the training split (CPU)
 
@@ -89,6 +93,17 @@ class Method:
 
     def loss(self, model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(images), labels)
+
+    def after_step(self, model: ImageClassifier) -> None:
+        """Called by the trainer after every optimiser step (e.g. to update an exponential moving average of the
+        weights); whatever it keeps must be in `train_state` to survive an interrupted run's resume."""
+
+    def train_state(self) -> dict:
+        """The method's own training state (tensors, numbers) for the checkpoint; restored by `load_train_state`."""
+        return {}
+
+    def load_train_state(self, state: dict) -> None:
+        """Restore what `train_state` returned when an interrupted run resumes (an empty dict: nothing saved)."""
 
     def evaluation_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model whose weights are evaluated and weight-ensembled: `model` itself, or a new, equivalent plain

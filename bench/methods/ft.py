@@ -7,3 +7,5 @@ from bench.methods.base import Method
 @register_method("ft")
 class FineTune(Method):
     description = "full fine-tuning: image tower + zero-shot-initialised head, cross-entropy"
+    leaderboard_reference = True  # every other row is measured against FT's (declared on this class only)
+    trend_baseline = True

@@ -94,6 +94,7 @@ class ProbeMixin:
 @register_method("lp")
 class LinearProbe(ProbeMixin, Method):
     description = "linear probe: logistic regression on frozen features, C swept on ID val"
+    trend_baseline = True  # FT and LP: the standard ID-trained baselines of the trend
     hparams = dict(ProbeMixin.probe_hparams)
     trains = False
     frozen_image_tower = True

@@ -63,6 +63,7 @@ class Protocol:
     budget_rule: str = "equal"
     seeds: tuple[int, ...] = (0, 1, 2)
     selection: str = "best checkpoint on id_val by the headline metric"
+    papers_report: bool = True  # papers publish numbers under it (the leaderboard shows their reported rows)
 
     @property
     def id(self) -> str:

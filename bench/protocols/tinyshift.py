@@ -23,4 +23,5 @@ TINYSHIFT = Protocol(
     eval_batch_size=500,
     lr=1.5e-3,
     weight_decay=0.1,
+    papers_report=False,  # the embedded testbed: no paper reports on it
 )

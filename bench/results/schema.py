@@ -2,10 +2,11 @@
 
 Every record is validated against it before it is stored, and every record read from a store is validated (after
 migrating an older version in memory); a record that fails is reported by path and reason, never used silently.
-`python -m bench.records migrate DIR` rewrites a store's records to the current version in place (atomically).
+`python -m bench.results migrate DIR` rewrites a store's records to the current version in place (atomically).
 
 Version history: 1 - the first records. 2 - `evaluation`: the variants and the reported variant, fixed when the
-run is planned (before any test split is opened).
+run is planned (before any test split is opened). 3 - `predictions.layout` is the predictions file's layout number
+(bench/results/predictions.py; 2 adds group ids and class probabilities), its text in `predictions.description`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _METRICS = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _NUMBER_OR_NULL}}
@@ -56,15 +57,16 @@ RECORD_SCHEMA = {
                   "properties": {"arch": {"type": "string"}, "activation": {"type": "string"},
                                  "image_size": {"type": "integer"}}},
         "selection": {"type": "object", "required": ["rule"]},
-        # the class names and prompt templates of every head the run built (present from bench 0.2 on)
+        # the class names and prompt templates of every head the run built (records before them have none)
         "classes": {"type": "object", "required": ["names", "source"],
                     "properties": {"names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                                    "source": {"type": "string"}}},
         "templates": {"type": "array", "items": {"type": "string"}},
-        # per-example top-1 predictions, in a side file of the run folder (present from bench 0.2 on)
-        "predictions": {"type": "object", "required": ["file", "sha256"],
+        # per-example predictions, in a side file of the run folder (records before them have none)
+        "predictions": {"type": "object", "required": ["file", "sha256", "layout"],
                         "properties": {"file": {"type": "string", "pattern": "^[a-z0-9_.-]+$"},
-                                       "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+                                       "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                       "layout": {"type": "integer", "minimum": 1}, "description": {"type": "string"}}},
         # the selected model's weights (runs that trained; records before it have none): what soups and post-hoc methods read
         "weights": {"type": "object", "required": ["file", "sha256"],
                     "properties": {"file": {"type": "string", "pattern": "^[a-z0-9_.-]+$"},
@@ -80,7 +82,7 @@ RECORD_SCHEMA = {
         "variants": {"type": "object", "minProperties": 1, "additionalProperties": {
             "type": "object", "required": ["alpha", "metrics", "summary"],
             "properties": {"alpha": _NUMBER_OR_NULL, "metrics": _METRICS, "summary": _SUMMARY}}},
-        "split_sizes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},  # since 0.1 (later v1)
+        "split_sizes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
         # the copy of the data: the data card's sha256, or null with why (records older than data cards have none)
         "data": {"type": "object", "required": ["card"],
                  "properties": {"card": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"}}},
@@ -132,17 +134,35 @@ def validate(record, where: str = "record") -> dict:
     return record
 
 
-def migrate(record: dict) -> dict:
-    """A record of an older schema version brought to the current one (a new dict; unknown versions unchanged)."""
-    if not isinstance(record, dict) or record.get("schema") != 1:
-        return record
+def _to_2(record: dict) -> dict:
     out = dict(record)
     variants = record.get("variants") or {}
     if isinstance(variants, dict) and all(isinstance(v, dict) for v in variants.values()):
         out["evaluation"] = {"variants": {name: v.get("alpha") for name, v in variants.items()},
                              "reported": record.get("reported_variant")}
-    out["schema"] = 2
     return out
+
+
+def _to_3(record: dict) -> dict:
+    out = dict(record)
+    info = record.get("predictions")
+    if isinstance(info, dict) and not isinstance(info.get("layout"), int):  # version 2 kept the layout as text
+        out["predictions"] = {**{k: v for k, v in info.items() if k != "layout"}, "layout": 1,
+                              **({"description": info["layout"]} if isinstance(info.get("layout"), str) else {})}
+    return out
+
+
+_STEPS = {1: _to_2, 2: _to_3}
+
+
+def migrate(record: dict) -> dict:
+    """A record of an older schema version brought to the current one (a new dict; unknown versions unchanged)."""
+    if not isinstance(record, dict):
+        return record
+    while record.get("schema") in _STEPS:
+        version = record["schema"]
+        record = {**_STEPS[version](record), "schema": version + 1}
+    return record
 
 
 def load(path: Path) -> dict:
@@ -158,7 +178,7 @@ def load(path: Path) -> dict:
 
 def migrate_store(root: Path) -> list[Path]:
     """Rewrite every record under `root` whose version is older than the current one; returns the files changed."""
-    from bench.store import atomic_write_json
+    from bench.results.io import atomic_write_json
 
     changed = []
     for path in sorted(Path(root).rglob("record.json")):
@@ -172,12 +192,9 @@ def migrate_store(root: Path) -> list[Path]:
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "migrate":
-        print("usage: python -m bench.records migrate STORE_DIR", file=sys.stderr)
+        print("usage: python -m bench.results migrate STORE_DIR", file=sys.stderr)
         return 2
     changed = migrate_store(Path(args[1]))
     print(f"migrated {len(changed)} record(s) to schema {SCHEMA_VERSION}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
