@@ -19,6 +19,11 @@ class RichReporter:
         self.task = None
 
     def start(self, total: int, done: int) -> None:
+        self.total = total
+        if not progress_console.is_terminal:  # piped or logged: a plain line per evaluation instead of a live bar
+            progress_console.print(f"{self.title}: training {total} steps" + (f" (resuming at {done})" if done else ""),
+                                   markup=False)
+            return
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]}  id_val {task.fields[val]}"),
                                  TimeElapsedColumn(), console=progress_console, transient=False)
@@ -26,6 +31,9 @@ class RichReporter:
         self.task = self.progress.add_task(self.title, total=total, completed=done, loss="-", val="-")
 
     def step(self, step: int, loss: float) -> None:
+        self.loss = loss
+        if self.progress is None:
+            return
         if step % 5 == 0 or step == self.progress.tasks[0].total:
             self.progress.update(self.task, completed=step, loss=f"{loss:.3f}")
 
@@ -33,6 +41,11 @@ class RichReporter:
         progress_console.print(f"[dim]trial {number}: OOD-val score {value:.2f}[/dim]")
 
     def evaluated(self, step: int, score: float) -> None:
+        if self.progress is None:
+            loss = getattr(self, "loss", None)
+            progress_console.print(f"{self.title}: step {step}/{self.total}"
+                                   + ("" if loss is None else f", loss {loss:.3f}") + f", id_val {score:.2f}", markup=False)
+            return
         self.progress.update(self.task, completed=step, val=f"{score:.1f}")
 
     def stop(self) -> None:
@@ -74,8 +87,12 @@ def print_summary(record: dict, status: str) -> None:
     line = cls.search_summary(record.get("method_info", {})) if cls else None
     if line:
         console.print(f"{line} ({t.get('search_s', 0):.1f}s)")
-    verb = "skipped (already done; --force redoes it)" if status == "skipped" else "done"
-    console.print(f"{verb}: {t['total_s']:.1f}s total ({t['train_s']:.1f}s train{speed}{best}); run {record['run_id']}")
+    if status == "skipped":  # the stored run's figures, not this command's: say whose they are
+        device = record.get("env", {}).get("device", "unknown device")
+        console.print(f"skipped: run {record['run_id']} is already in the store (--out; --force redoes it). The "
+                      f"figures above are that stored run's: {t['total_s']:.1f}s total on {device}{best}")
+        return
+    console.print(f"done: {t['total_s']:.1f}s total ({t['train_s']:.1f}s train{speed}{best}); run {record['run_id']}")
 
 
 def _roles(record: dict) -> dict:
@@ -117,8 +134,6 @@ def print_listing(what: str, verbose: bool = False) -> None:
         table.add_column("description")
         for name in METHODS.names():
             table.add_row(name, METHODS.get(name).description)
-        for name, when in sorted(METHODS.planned().items()):
-            table.add_row(name, f"[dim]not available yet: {when}[/dim]")
         console.print(table)
         if verbose:
             print_hparams()
@@ -130,8 +145,6 @@ def print_listing(what: str, verbose: bool = False) -> None:
         for name in DATASETS.names():
             cls = DATASETS.get(name)
             table.add_row(name, cls.protocol.id, cls.description)
-        for name, when in sorted(DATASETS.planned().items()):
-            table.add_row(name, "", f"[dim]not available yet: {when}[/dim]")
         console.print(table)
     if what in ("models", "all"):
         from bench.models import SHIPPED_WEIGHTS, list_architectures, open_clip_module
