@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -252,4 +253,22 @@ def test_an_unclaimed_running_trial_is_failed_after_the_grace_period(tmp_path, m
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert states[orphan.number] == optuna.trial.TrialState.FAIL and states[mine.number] == optuna.trial.TrialState.RUNNING
     study.tell(mine, 1.0)
-    S.wait_for_other_workers(study, poll_s=0.01)  # nothing left running: returns
+    S.wait_for_other_workers(study, tmp_path / "trials", poll_s=0.01)  # nothing left running: returns
+
+
+def test_a_trial_told_complete_but_killed_before_its_file_gets_its_file_from_the_next_worker(tmp_path):
+    """The race CI met: a worker killed after `tell` and before writing trial_N.json. The study holds the trial's
+    parameters, value, worker and seconds, so the next worker writes the file, with the same content."""
+    storage = S.make_storage(str(tmp_path / "search.journal"), tmp_path)
+    study = S.open_study("told", storage, 0)
+    trials = tmp_path / "trials"
+    S.run_trials(study, lambda t: t.suggest_float("x", 0.0, 1.0), 2, tmp_path / "lock", trials)
+    kept = (trials / "trial_00001.json").read_text()
+    (trials / "trial_00001.json").unlink()  # as if its worker died between tell and the write
+    assert S.run_trials(study, lambda t: t.suggest_float("x", 0.0, 1.0), 2, tmp_path / "lock", trials) == 0
+    assert (trials / "trial_00001.json").read_text() == kept
+    (trials / "trial_00000.json").unlink()
+    S.wait_for_other_workers(study, trials, poll_s=0.01)
+    record = json.loads((trials / "trial_00000.json").read_text())
+    assert record["number"] == 0 and record["worker"] == S.WORKER and record["seconds"] >= 0
+    assert record["value"] == S.completed(study)[0].value == record["params"]["x"]

@@ -193,7 +193,7 @@ class AutoFT(Method):
         ran = S.run_trials(study, objective, int(hp["trials"]), workdir / "search.lock", workdir / "trials",
                            ctx.report_trial, lambda complete, running: seed_hash("autoft-sampler", ctx.seed, complete,
                                                                                    running))
-        S.wait_for_other_workers(study)
+        S.wait_for_other_workers(study, workdir / "trials")
         summary = S.study_summary(study)
         if summary["best_params"] is None:
             from bench.errors import BenchError

@@ -198,6 +198,7 @@ def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, report
             if _beats(study):  # first: a trial whose heartbeats stopped is failed and re-enqueued with its parameters
                 optuna.storages.fail_stale_trials(study)
             fail_stale_trials(study)
+            _write_missing_trial_files(study, trial_dir)
             complete = len(study.get_trials(deepcopy=False, states=(COMPLETE,)))
             running = len(study.get_trials(deepcopy=False, states=(RUNNING,)))
             if complete + running >= total:
@@ -213,19 +214,33 @@ def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, report
         except BaseException:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
         study.tell(trial, value)
         ran += 1
-        atomic_write_json(trial_dir / f"trial_{trial.number:05d}.json", {
-            "number": trial.number, "params": trial.params, "value": value, "worker": WORKER,
-            "seconds": round(time.perf_counter() - start, 3)})
+        _write_trial_file(trial_dir, trial.number, trial.params, value, trial.user_attrs)
         if reporter is not None:
             reporter(trial.number, value)
     return ran
 
 
-def wait_for_other_workers(study, poll_s: float = 2.0) -> None:
+def _write_trial_file(trial_dir: Path, number: int, params: dict, value: float, attrs: dict) -> None:
+    atomic_write_json(trial_dir / f"trial_{number:05d}.json", {
+        "number": number, "params": params, "value": value, "worker": attrs.get("worker"),
+        "seconds": attrs.get("seconds")})
+
+
+def _write_missing_trial_files(study, trial_dir: Path) -> None:
+    """A worker killed between `tell` and its file write leaves a complete trial without a file; the study has
+    everything the file holds, so the next worker writes it."""
+    for t in completed(study):
+        if not (trial_dir / f"trial_{t.number:05d}.json").exists():
+            _write_trial_file(trial_dir, t.number, t.params, t.value, t.user_attrs)
+
+
+def wait_for_other_workers(study, trial_dir: Path, poll_s: float = 2.0) -> None:
     optuna = _optuna()
     while True:
+        _write_missing_trial_files(study, trial_dir)
         if _beats(study):  # another machine's worker that stopped beating: failed and re-enqueued for a re-run
             optuna.storages.fail_stale_trials(study)
         fail_stale_trials(study)
