@@ -21,7 +21,7 @@ from bench.datasets.check import failures
 from bench.engine import distributed
 from bench.engine.access import DataGuard, ProtocolViolation
 from bench.engine.context import EngineContext, prompt_templates
-from bench.engine.evaluation import evaluate
+from bench.engine.evaluation import evaluate_many, models_at_once
 from bench.engine.planning import INPUT_WEIGHTS, Plan, RunRequest, plan
 from bench.engine.trainer import Diverged, fine_tune
 from bench.engine.view import MethodView
@@ -312,14 +312,16 @@ def _evaluation_phase(p: Plan, engine, model, theta0, theta1, frozen: bool, timi
     with_probabilities = {p.reported_variant, WEIGHT_ENSEMBLE_VARIANT}  # the variants the leaderboard shows
     model_of = lambda alpha: None if alpha in (None, 1.0) else alpha  # alpha = 1 is exactly theta1: evaluated once
     kept = {model_of(alpha) for name, alpha in p.variants.items() if name in with_probabilities}  # only those in memory
-    writer, variants, done, same = PredictionsWriter(), {}, {}, {}
+    first = {}  # model key -> the first variant that names it; the others are aliases of it
+    for name, alpha in p.variants.items():
+        first.setdefault(model_of(alpha), name)
+    done = _evaluate_variants(model, engine, splits, frozen, theta0, theta1, list(first), kept, timing)
+    done = {key: (first[key], *result) for key, result in done.items()}
+    writer, variants, same = PredictionsWriter(), {}, {}
     for name, alpha in p.variants.items():
         key = model_of(alpha)
-        if key not in done:
-            model.load_state_dict(theta1 if key is None else interpolate(theta0, theta1, key))
-            done[key] = (name, *evaluate(model, engine, splits, frozen=frozen, probabilities=key in kept))
-        else:
-            same[name] = done[key][0]
+        if first[key] != name:
+            same[name] = first[key]
         metrics, top1, probs = done[key][1:]
         variants[name] = {"alpha": alpha, "metrics": metrics, "summary": summarize(metrics, protocol)}
         for split in splits:
@@ -334,6 +336,26 @@ def _evaluation_phase(p: Plan, engine, model, theta0, theta1, frozen: bool, timi
     timing["eval_models"] = len(done)
     timing["eval_images"] = len(done) * sum(len(engine.readable(split)) for split in splits)
     return variants, same, splits, writer
+
+
+def _evaluate_variants(model, engine, splits, frozen, theta0, theta1, keys, kept, timing) -> dict:
+    """key -> (metrics, top-1, probabilities) of each distinct model (None: theta1, else the WiSE-FT alpha), each
+    split decoded once per group of models held together (all of them where memory allows)."""
+    at_once = models_at_once(model, len(keys), engine.device)
+    results, passes = {}, 0
+    for start in range(0, len(keys), at_once):
+        group = keys[start : start + at_once]
+        models = []
+        for i, key in enumerate(group):
+            member = model if i == 0 else copy.deepcopy(model)
+            member.load_state_dict(theta1 if key is None else interpolate(theta0, theta1, key))
+            models.append(member)
+        out = evaluate_many(models, engine, splits, frozen, [key in kept for key in group])
+        results.update(zip(group, out))
+        passes += 1
+        del models, out
+    timing["eval_passes"] = passes  # reads of every evaluated split (1: decoded once for all variants)
+    return results
 
 
 def _record(p: Plan, request, engine, selection, variants, same, splits, predictions, weights, method_info,
