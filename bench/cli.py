@@ -66,6 +66,8 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=int, help="DataLoader workers for on-disk data (default: 8 on a GPU, 0 on the CPU)")
     run.add_argument("--reduced", action="store_true", help="the protocol's documented quick budget (unofficial)")
+    run.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                     help="torch.compile the image tower while training (default auto: on CUDA only)")
     run.add_argument("--track", choices=["tensorboard", "wandb", "mlflow"],
                      help="also log curves and summary there (the package must be installed; off by default)")
     if method_cls is not None:
@@ -99,6 +101,14 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     vf.add_argument("--checksums", action="store_true", help="also hash every file (in parallel) into a manifest and "
                     "compare it with the stored one")
     vf.add_argument("--workers", type=int, help="hashing threads (default 4 per core, at most 32)")
+    pr = data_sub.add_parser("prepare", help="decode every image once into a copy at the model's resolution (read "
+                             "instead of the files from then on)")
+    pr.add_argument("dataset", help="an on-disk dataset")
+    pr.add_argument("--data-root", type=Path, default=os.environ.get("BENCH_DATA_ROOT"))
+    pr.add_argument("--model", help="prepare for this architecture's input size (default: the protocol's model)")
+    pr.add_argument("--size", type=int, help="or this input size in pixels")
+    pr.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1), help="decoding processes")
+    pr.add_argument("--force", action="store_true", help="remake copies that match their files already")
 
     sw = sub.add_parser("sweep", help="run a grid of methods x datasets x seeds x hyperparameter draws (missing runs only)")
     sw.add_argument("--config", type=Path, help="a TOML file with the same keys (method, dataset, seed, hparams_seed, "
@@ -160,7 +170,7 @@ def cmd_run(args) -> int:
                              pretrained=args.pretrained, settings=settings, hparams_seed=args.hparams_seed,
                              out=args.out, force=args.force, data_root=args.data_root, device=args.device,
                              options=options, search_only=getattr(args, "search_only", False),
-                             reduced=args.reduced, workers=args.workers)
+                             reduced=args.reduced, workers=args.workers, compile=args.compile)
         label = f"{args.method} on {args.dataset} seed {seed}"
         reporter = None if args.quiet or not main_rank else RichReporter(label)
         tracker = None
@@ -206,6 +216,8 @@ def cmd_data(args) -> int:
 
     if args.data_command == "download":
         return _data_download(args)
+    if args.data_command == "prepare":
+        return _data_prepare(args)
     names = args.datasets or DATASETS.names()
     for name in names:
         DATASETS.get(name)  # an unknown name fails before any folder is read
@@ -234,6 +246,17 @@ def _data_download(args) -> int:
                         say=lambda line: print(f"bench: {line}", file=sys.stderr))
     console.print(f"installed {done.item} from {done.source} into {done.folder}; next: `bench data verify "
                   f"--data-root {done.folder.parent}`")
+    return 0
+
+
+def _data_prepare(args) -> int:
+    from bench.cli_output import console, decode_progress
+    from bench.data_cli import prepare
+
+    with decode_progress(True) as progress:
+        done = prepare(args.dataset, args.data_root, args.model, args.size, args.workers, args.force, progress)
+    for split, folder, made in done:
+        console.print(f"{split}: {'written to' if made else 'up to date in'} {folder}")
     return 0
 
 
@@ -315,7 +338,8 @@ def main(argv=None) -> int:
     except BenchError as exc:
         message = str(exc)
         if "Original Traceback" in message:  # re-raised from a DataLoader worker: keep the original line
-            message = message.strip().splitlines()[-1].split("BenchError: ", 1)[-1]
+            last = message.strip().splitlines()[-1]
+            message = last.split(": ", 1)[-1] if last.startswith(("bench.errors.", "BenchError")) else last
         print(f"bench: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -90,3 +90,32 @@ def verify(names: list[str], root: Path | None, checksums: bool = False, workers
     if root is None and not os.environ.get("BENCH_DATA_ROOT") and any(_adapter(n, None).needs_data_root for n in names):
         raise BenchError("pass --data-root DIR (or set BENCH_DATA_ROOT): the folder that holds the datasets")
     return [verify_one(_adapter(name, root), checksums, workers, progress) for name in names]
+
+
+def prepare(name: str, root: Path | None, model: str | None = None, size: int | None = None, workers: int = 0,
+            force: bool = False, progress=None) -> list[tuple[str, Path, bool]]:
+    """Write the prepared copy of every split a run of `name` reads: (split, folder, made) per split. All splits'
+    files are checked first, so a missing image fails before anything is written."""
+    from dataclasses import replace
+
+    from bench.datasets import DATASETS
+    from bench.datasets.base import PROVISIONAL_MODEL
+    from bench.datasets.check import failures, run_splits
+    from bench.datasets.folders import data_root
+    from bench.datasets.prepared import prepare_split, working_size
+
+    cls = DATASETS.get(name)
+    if not cls.needs_data_root:
+        raise BenchError(f"{name} is embedded (generated in memory); only on-disk datasets have a prepared copy")
+    if size is not None and not 16 <= size <= 1024:
+        raise BenchError(f"--size {size} is out of range; pass 16 to 1024 pixels (the model's input size)")
+    if not 0 <= workers <= 256:
+        raise BenchError(f"--workers {workers} is out of range; pass 0 to 256 decoding processes")
+    size = size or working_size(model or cls.protocol.model)
+    root = data_root(root, name)
+    adapter = cls(replace(PROVISIONAL_MODEL, image_size=size), root)
+    bad = failures(adapter.check())
+    if bad:
+        raise BenchError(f"{name} {bad[0].split} is {bad[0].status}: {bad[0].note}; fix it (`bench data check`) first")
+    return [(split, *prepare_split(adapter.split(split), root, name, split, size, workers, force, progress))
+            for split in dict.fromkeys(run_splits(cls.protocol))]

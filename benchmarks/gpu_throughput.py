@@ -2,7 +2,7 @@
 batch sizes, and the input pipeline (CPU decoding with N workers, or JPEG decoding on the GPU).
 
     python benchmarks/gpu_throughput.py [--model ViT-B-16] [--batches 256 512] [--methods ft flyp ...]
-        [--steps 20] [--workers 8 16] [--compile] [--no-input] [--out FILE]
+        [--steps 20] [--workers 8 16] [--compile] [--no-input | --input-only] [--out FILE]
 
 Model: an open_clip CLIP (ViT-B/16, 224 px, by default) with random weights (no hub), bf16 autocast on CUDA (the
 engine's path), fused AdamW. One training step = the method's loss, backward, clipping where the method clips and
@@ -11,7 +11,8 @@ the optimiser step, through the same `training_step` the trainer runs, on one sy
 once with torch's FlopCounterMode (2 per multiply-add); MFU = FLOPs / time / the device's *measured* bf16 matmul
 peak (a large square matmul timed here, not a vendor figure). `--compile` wraps each model in torch.compile.
 Input pipeline: synthetic 500x375 JPEGs through bench's on-disk path (FileSplit + DataLoader, RandomResizedCrop 224,
-bicubic) with N workers, and the same images read as bytes and decoded in batches on the GPU with
+bicubic) with N workers; the same through the prepared copy (`bench data prepare`: pixels at 224 px, no decode);
+and the same images read as bytes and decoded in batches on the GPU with
 torchvision.io.decode_jpeg(device="cuda") followed by the crop and resize on the GPU.
 
 Without a GPU it says so in one line and measures on the CPU instead (the test suite runs it that way with the tiny
@@ -128,14 +129,27 @@ def jpeg_folder(images: int) -> list[Path]:
     return paths
 
 
-def cpu_decoding(paths, batch: int, workers: list[int], device, timed_batches: int) -> dict:
-    """Decoded training images per second through bench's on-disk path (FileSplit + DataLoader)."""
+def _training_split(paths, size: int = 224, prepared: bool = False):
+    from bench.datasets.prepared import PreparedImages, prepare_split
     from bench.datasets.transforms import FileSplit, clip_transform
-    from bench.engine.batches import train_batches
     from bench.models import ModelInfo
 
-    info = ModelInfo("ViT-B-16", None, "quick_gelu", 224, (0.48, 0.46, 0.41), (0.27, 0.26, 0.28), None)
+    info = ModelInfo("ViT-B-16", None, "quick_gelu", size, (0.48, 0.46, 0.41), (0.27, 0.26, 0.28), None)
     split = FileSplit(paths, [0] * len(paths), clip_transform(info, train=True))
+    if prepared:  # the one-time copy `bench data prepare` makes, then read instead of the JPEGs
+        root = Path(paths[0]).parent
+        folder, _ = prepare_split(split, root, "synthetic", "train", size, workers=min(16, os.cpu_count() or 1))
+        split.prepared = PreparedImages(folder)
+    return split
+
+
+def cpu_decoding(paths, batch: int, workers: list[int], device, timed_batches: int, prepared: bool = False) -> dict:
+    """Training images per second through bench's on-disk path (FileSplit + DataLoader, RandomResizedCrop):
+    decoding the JPEGs, or (prepared) reading the prepared copy's pixels."""
+    from bench.engine.batches import train_batches
+
+    split = _training_split(paths, prepared=prepared)
+    what = "reading the prepared copy" if prepared else "CPU decoding"
     out = {}
     for n in workers:
         stream = train_batches(split, batch, 0, 0, device, n)
@@ -146,7 +160,7 @@ def cpu_decoding(paths, batch: int, workers: list[int], device, timed_batches: i
             count += len(next(stream)[0])
         sync(device)
         out[f"{n}_workers"] = round(count / (time.perf_counter() - start), 1)
-        print("CPU decoding,", n, "workers:", out[f"{n}_workers"], "images/s", flush=True)
+        print(f"{what},", n, "workers:", out[f"{n}_workers"], "images/s", flush=True)
     return out
 
 
@@ -216,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--timed-batches", type=int, default=24)
     parser.add_argument("--compile", action="store_true", help="torch.compile each model")
     parser.add_argument("--no-input", action="store_true", help="skip the input pipeline")
+    parser.add_argument("--input-only", action="store_true", help="only the input pipeline (e.g. per core on a CPU)")
     parser.add_argument("--out", default=None, help="JSON file for the figures (default: print only)")
     args = parser.parse_args(argv)
     if torch.cuda.is_available():
@@ -237,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
             Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
     result["batches"] = {}
-    for batch in args.batches:
+    for batch in [] if args.input_only else args.batches:
         result["batches"].update(methods_table(args.model, args.pretrained, args.methods, [batch], args.steps, device,
                                                peak, args.compile))
         save()
@@ -245,6 +260,9 @@ def main(argv: list[str] | None = None) -> dict:
         paths = jpeg_folder(args.images)
         result["input_cpu_decoding_images_per_s"] = cpu_decoding(paths, args.batches[0], args.workers, device,
                                                                  args.timed_batches)
+        save()
+        result["input_prepared_copy_images_per_s"] = cpu_decoding(paths, args.batches[0], args.workers, device,
+                                                                  args.timed_batches, prepared=True)
         save()
         if device.type == "cuda":
             result["input_gpu_decoding_images_per_s"] = gpu_decoding(paths, args.batches[0], max(args.workers),

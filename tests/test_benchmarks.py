@@ -31,6 +31,7 @@ def test_gpu_throughput_runs_on_the_cpu_with_the_tiny_model(capsys):
     assert rows["evaluation"]["forward"]["tflops"] < rows["ft"]["train"]["tflops"] < rows["kd-teacher"]["train"]["tflops"]
     assert rows["lora"]["train"]["tflops"] < rows["ft"]["train"]["tflops"]
     assert result["input_cpu_decoding_images_per_s"]["0_workers"] > 0 and result["measured_matmul_peak_tflops"] > 0
+    assert result["input_prepared_copy_images_per_s"]["0_workers"] > 0
 
 
 def test_batched_jpeg_decoding_path_runs(tmp_path):

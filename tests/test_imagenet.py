@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from bench.datasets.imagenet import ImageNet
+from bench.datasets.transforms import PRE_STEPS
 from bench.errors import BenchError
 from bench.models import load_clip
 from conftest import run_with_inputs
@@ -75,7 +76,9 @@ def test_objectnet_maps_folders_to_groups_of_imagenet_classes(ds):
 def test_objectnet_border_is_cropped(ds, tmp_path):
     image = Image.new("RGB", (34, 34), (255, 0, 0))
     image.paste(Image.new("RGB", (32, 32), (0, 0, 255)), (1, 1))
-    tensor = ds.split("objectnet").transform(image)
+    split = ds.split("objectnet")
+    assert split.pre == "border-1px"  # a named pre-step, so a prepared copy records it
+    tensor = split.transform(PRE_STEPS[split.pre](image))
     info = ds.model_info
     red = (1.0 - info.mean[0]) / info.std[0]
     assert tensor.shape == (3, 32, 32) and tensor[0].max() < red - 0.5  # no red border pixel survived

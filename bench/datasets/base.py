@@ -11,6 +11,12 @@ from bench.models import ModelInfo
 from bench.results.metrics import classification_metrics
 
 
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"bench: warning: {message}", file=sys.stderr)
+
+
 class TensorSplit(torch.utils.data.Dataset):
     """A split held in memory as normalised image tensors (the testbed); real datasets stream from disk."""
 
@@ -61,8 +67,23 @@ class DatasetAdapter(ABC):
         if DatasetAdapter._gate is not None:
             DatasetAdapter._gate(name)
         if name not in self._cache:
-            self._cache[name] = self.load_split(name)
+            self._cache[name] = self._with_prepared_copy(name, self.load_split(name))
         return self._cache[name]
+
+    def _with_prepared_copy(self, name: str, split):
+        """A file split reads its prepared copy (`bench data prepare`) where one at this model's size matches it."""
+        if not hasattr(split, "paths") or not self.needs_data_root:
+            return split
+        from bench.datasets.folders import data_root
+        from bench.datasets.prepared import attach
+
+        attach(split, data_root(self.data_root, self.name), self.name, name, self.model_info.image_size, _warn)
+        return split
+
+    def prepared_splits(self) -> dict[str, str]:
+        """split -> '<size>px' for every split read so far from its prepared copy (what a run records)."""
+        return {name: f"{self.model_info.image_size}px" for name, split in self._cache.items()
+                if getattr(split, "prepared", None) is not None}
 
     @contextmanager
     def gated(self, check):

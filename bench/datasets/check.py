@@ -35,11 +35,15 @@ class Finding:
         return "; ".join(self.notes)
 
 
+def run_splits(protocol) -> list[str]:
+    """Every split a run of the protocol reads."""
+    return [protocol.train_split, protocol.id_val_split, protocol.id_test_split, protocol.ood_val_split,
+            *protocol.ood_test_splits]
+
+
 def check_dataset(adapter, deep: bool = False, progress=None) -> list[Finding]:
     """One finding per split, with problems shared by several splits (or by the whole dataset) reported once."""
-    name, protocol = adapter.name, adapter.protocol
-    splits = [protocol.train_split, protocol.id_val_split, protocol.id_test_split, protocol.ood_val_split,
-              *protocol.ood_test_splits]
+    name, splits = adapter.name, run_splits(adapter.protocol)
     try:
         notes = adapter.check_files()  # metadata, class tables, release/version files
         adapter.classnames  # noqa: B018 - reading the class list validates it

@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import torch
-from torchvision import transforms as T
 
 from bench.datasets import register_dataset
 from bench.datasets.base import DatasetAdapter
@@ -171,8 +170,7 @@ class ImageNet(DatasetAdapter):
     def _objectnet(self, name):
         folders, groups = self.objectnet_classes()
         images = require_dir(self.root / "objectnet-1.0" / "images", "ObjectNet images", HINT)
-        crop = T.Lambda(lambda im: im.crop((1, 1, im.width - 1, im.height - 1)))  # the release's 1-px border
-        split = FileSplit(*scan(images, folders), T.Compose([crop, self._eval()]))
+        split = FileSplit(*scan(images, folders), self._eval(), pre="border-1px")  # the release's 1-px border
         split.class_groups = groups
         return split
 

@@ -15,33 +15,60 @@ def clip_transform(info: ModelInfo, train: bool):
     return T.Compose([*resize, T.ToTensor(), T.Normalize(info.mean, info.std)])
 
 
-class FileSplit:
-    """A split of image files with integer labels, read through `open_image` (one-line errors for bad files)."""
+def _border_crop(image):
+    return image.crop((1, 1, image.width - 1, image.height - 1))
 
-    def __init__(self, paths: list, labels, transform):
+
+# Fixed pre-steps applied to an image as it is read, before the preprocessing; by name, so that a prepared copy
+# records which one its images went through.
+PRE_STEPS = {"border-1px": _border_crop}  # ObjectNet's 1-pixel border (its release's red frame)
+
+
+class FileSplit:
+    """A split of image files with integer labels, read through `open_image` (one-line errors for bad files), or
+    from the split's prepared copy where one is attached (bench.datasets.prepared: decoded, pre-step and resize
+    already applied)."""
+
+    def __init__(self, paths: list, labels, transform, pre: str | None = None):
         import torch
 
         self.paths = list(paths)
         self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.transform = transform
+        self.transform, self.pre = transform, pre
+        self.prepared, self.rows = None, None  # the prepared copy, and each example's row in it (None: row i)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, idx) -> "FileSplit":
-        part = FileSplit([self.paths[i] for i in idx.tolist()], self.labels[idx], self.transform)
-        if getattr(self, "metadata", None) is not None:
-            part.metadata = self.metadata[idx]
+    def _derive(self, paths, labels, transform, rows, metadata) -> "FileSplit":
+        part = FileSplit(paths, labels, transform, self.pre)
+        part.prepared, part.rows = self.prepared, rows
+        if metadata is not None:
+            part.metadata = metadata
         return part
+
+    def subset(self, idx) -> "FileSplit":
+        import torch
+
+        rows = (torch.arange(len(self.paths)) if self.rows is None else self.rows)[idx]
+        metadata = getattr(self, "metadata", None)
+        return self._derive([self.paths[i] for i in idx.tolist()], self.labels[idx], self.transform, rows,
+                            None if metadata is None else metadata[idx])
 
     def with_transform(self, transform) -> "FileSplit":
         """The same examples under another preprocessing (e.g. the evaluation one for frozen features)."""
-        part = FileSplit(self.paths, self.labels, transform)
-        if getattr(self, "metadata", None) is not None:
-            part.metadata = self.metadata
-        return part
+        return self._derive(self.paths, self.labels, transform, self.rows, getattr(self, "metadata", None))
 
-    def __getitem__(self, i):
+    def original(self, i):
+        """Example i's image from its file, with the split's pre-step (what a prepared copy stores, resized)."""
         from bench.datasets.images import open_image
 
-        return self.transform(open_image(self.paths[i])), self.labels[i]
+        image = open_image(self.paths[i])
+        return PRE_STEPS[self.pre](image) if self.pre else image
+
+    def __getitem__(self, i):
+        if self.prepared is not None:
+            image = self.prepared.image(i if self.rows is None else int(self.rows[i]))
+        else:
+            image = self.original(i)
+        return self.transform(image), self.labels[i]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.config import config_hash, parse_assignments, resolve_hparams, split_overrides
 from bench.datasets.folders import data_root
+from bench.engine.compiling import check_mode
 from bench.errors import BenchError
 
 
@@ -28,6 +29,7 @@ class RunRequest:
     workers: int | None = None  # DataLoader workers for on-disk data (default: 8 on a GPU, 0 on the CPU)
     reduced: bool = False  # the protocol's documented quick budget (marks the run unofficial)
     search_only: bool = False  # contribute to the method's search, then stop without the final fine-tune
+    compile: str = "auto"  # torch.compile of the image tower while training: auto (on CUDA), on, off
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def plan(request: RunRequest, method_cls: type, dataset_cls: type) -> Plan:
         raise BenchError(f"--hparams-seed {request.hparams_seed} is negative; use 0 (defaults) or a positive seed")
     hparams = resolve_hparams(method_cls, protocol, hp_over, request.hparams_seed)
     method_cls.check_hparams(hparams)
+    check_mode(request.compile)
     if request.workers is not None and not 0 <= request.workers <= 256:
         raise BenchError(f"--workers {request.workers} is out of range; use 0 (load in the main process) to 256")
     model = request.model or protocol.model

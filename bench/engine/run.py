@@ -20,6 +20,7 @@ from bench.datasets.cards import summary as data_summary
 from bench.datasets.check import failures
 from bench.engine import distributed
 from bench.engine.access import DataGuard, ProtocolViolation
+from bench.engine.compiling import wanted
 from bench.engine.context import EngineContext, prompt_templates
 from bench.engine.evaluation import evaluate_many, models_at_once
 from bench.engine.planning import INPUT_WEIGHTS, Plan, RunRequest, plan
@@ -108,6 +109,7 @@ def build_engine(p: Plan, request: RunRequest, cache_dir) -> EngineContext:
     workers = request.workers if request.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
     engine = EngineContext(protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
     engine.data = data_summary(dataset)  # read now: an unreadable card fails before the run folder exists
+    engine.compile_tower = wanted(request.compile, device)
     return engine
 
 
@@ -286,13 +288,14 @@ def _train_phase(method, model, engine, folder, reporter, stop_after, timing: di
     protocol = engine.protocol  # the engine's: steps as the budget rule resolved them
     best = None  # the selected training state
     if method.trains and protocol.steps > 0:
-        trained = fine_tune(method, model, engine, folder.checkpoint, reporter, stop_after)
+        trained = fine_tune(method, model, engine, folder.checkpoint, reporter, stop_after, engine.compile_tower)
         selection = {"rule": "id_val", "split": protocol.id_val_split, "metric": protocol.metric,
                      "best_step": trained.best_step, "best_score": trained.best_score}
         history, best = trained.history, trained.best_state
         model.load_state_dict(best)
         timing.update(train_s=trained.seconds, train_images=trained.images, train_steps=trained.steps,
-                      train_images_per_s=trained.images / max(trained.seconds, 1e-9), resumed_from_step=trained.resumed_from)
+                      train_images_per_s=trained.images / max(trained.seconds, 1e-9), resumed_from_step=trained.resumed_from,
+                      compiled=trained.compiled)
     else:
         selection, history = {"rule": "none (no training)"}, []
         timing.update(train_s=0.0, train_images=0, train_steps=0, train_images_per_s=None, resumed_from_step=0)
@@ -358,6 +361,13 @@ def _evaluate_variants(model, engine, splits, frozen, theta0, theta1, keys, kept
     return results
 
 
+def _prepared(dataset) -> dict:
+    """{"prepared": split -> resolution} where splits were read from a prepared copy (training from one differs:
+    its random crops are taken from the working-resolution image, not the original)."""
+    used = dataset.prepared_splits()
+    return {"prepared": used} if used else {}
+
+
 def _record(p: Plan, request, engine, selection, variants, same, splits, predictions, weights, method_info,
             history, timing) -> dict:
     protocol, device, reported = engine.protocol, engine.device, p.reported_variant
@@ -372,7 +382,7 @@ def _record(p: Plan, request, engine, selection, variants, same, splits, predict
         reported_variant=reported, metric=protocol.metric, metrics=variants[reported]["metrics"],
         summary=variants[reported]["summary"], variants=variants,
         split_sizes={name: len(engine.readable(name)) for name in splits},
-        data=engine.data,  # which copy of the data: its data card's sha256 (bench data verify)
+        data={**engine.data, **_prepared(engine.dataset)},  # the data card (bench data verify), any prepared copy
         predictions=predictions, weights=weights, method_info=method_info, history=history, timing=timing,
         data_access=engine.guard.log(),
         env={**environment(device, getattr(p.dataset_cls, "cpu_threads", None) if device.type == "cpu" else None),

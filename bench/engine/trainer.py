@@ -11,6 +11,7 @@ import torch
 from bench.engine import distributed
 from bench.errors import BenchError
 from bench.engine.batches import train_batches
+from bench.engine.compiling import compiled_tower
 from bench.engine.evaluation import predict
 from bench.engine.step import training_step
 from bench.results.io import atomic_torch_save
@@ -49,6 +50,7 @@ class TrainResult:
     images: int = 0
     seconds: float = 0.0
     resumed_from: int = 0
+    compiled: bool = False  # the image tower ran under torch.compile
 
 
 def on_device(state: dict, device) -> dict:
@@ -62,9 +64,17 @@ def _load_checkpoint(path):
         raise BenchError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); re-run with --force to start this run over")
 
 
-def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_after: int | None = None) -> TrainResult:
+def fine_tune(method, model, ctx, checkpoint_path=None, reporter=None, stop_after: int | None = None,
+              compile_tower: bool = False) -> TrainResult:
     """Train `model` with `method` under ctx.protocol (`ctx`: the engine's context). `stop_after` interrupts
-    (tests of resume)."""
+    (tests of resume); `compile_tower` runs the image tower under torch.compile (bench.engine.compiling)."""
+    with compiled_tower(model, compile_tower) as compiled:
+        result = _fine_tune(method, model, ctx, checkpoint_path, reporter, stop_after)
+    result.compiled = compiled
+    return result
+
+
+def _fine_tune(method, model, ctx, checkpoint_path, reporter, stop_after) -> TrainResult:
     p = ctx.protocol
     reporter = reporter or NullReporter()
     optimizer = method.optimizer(model)

@@ -85,7 +85,10 @@ RECORD_SCHEMA = {
         "split_sizes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
         # the copy of the data: the data card's sha256, or null with why (records older than data cards have none)
         "data": {"type": "object", "required": ["card"],
-                 "properties": {"card": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"}}},
+                 "properties": {"card": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+                                # split -> the resolution of the prepared copy it was read from (absent: the files)
+                                "prepared": {"type": "object",
+                                             "additionalProperties": {"type": "string", "pattern": "^[0-9]+px$"}}}},
         "method_info": {"type": "object"},
         "history": {"type": "array", "items": {"type": "object"}},
         "timing": {"type": "object", "required": ["setup_s", "train_s", "eval_s", "total_s"],
