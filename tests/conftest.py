@@ -50,3 +50,13 @@ def stored_records(store) -> list[dict]:
 
     store = store if isinstance(store, RunStore) else RunStore(store)
     return [{**r.to_dict(), "path": r.path} for r in store.records()]
+
+
+def count_opens(monkeypatch) -> list:
+    """Every image file opened from now on (through bench.datasets.images.open_image), in order."""
+    from bench.datasets import images
+
+    opened = []
+    real = images.open_image
+    monkeypatch.setattr(images, "open_image", lambda path: opened.append(path) or real(path))
+    return opened

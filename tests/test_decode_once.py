@@ -2,21 +2,13 @@
 predictions that scoring them one pass each gives."""
 import torch
 
-from bench.datasets import images
 from bench.datasets.wilds_data import IWildCam
 from bench.engine.evaluation import predict, predict_many
 from bench.models import load_clip
-from conftest import run_with_inputs
+from conftest import count_opens, run_with_inputs
 from fixtures import make_iwildcam
 
 SETTINGS = ["steps=4", "eval_every=2", "batch_size=8", "warmup=1", "eval_batch_size=16"]
-
-
-def _count_opens(monkeypatch) -> list:
-    opened = []
-    real = images.open_image
-    monkeypatch.setattr(images, "open_image", lambda path: opened.append(path) or real(path))
-    return opened
 
 
 def test_predict_many_reads_each_image_once_and_gives_each_models_own_logits(tmp_path, monkeypatch):
@@ -26,7 +18,7 @@ def test_predict_many_reads_each_image_once_and_gives_each_models_own_logits(tmp
     torch.manual_seed(0)
     models = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * info.image_size ** 2, 5)) for _ in range(3)]
     alone = [predict(m, split, 7, torch.device("cpu"))[0] for m in models]
-    opened = _count_opens(monkeypatch)
+    opened = count_opens(monkeypatch)
     together, labels = predict_many(models, split, 7, torch.device("cpu"))
     assert len(opened) == len(split)  # one read per image, not one per model
     assert all(torch.equal(a, b) for a, b in zip(alone, together)) and torch.equal(labels, split.labels)
@@ -36,7 +28,7 @@ def test_wiseft_variants_scored_in_one_pass_equal_one_pass_each(tmp_path, monkey
     make_iwildcam(tmp_path / "data")
     kwargs = dict(dataset="iwildcam", data_root=tmp_path / "data", model="bench-tinyclip", pretrained="tinyshift",
                   settings=SETTINGS, base_settings=False)
-    opened = _count_opens(monkeypatch)
+    opened = count_opens(monkeypatch)
     monkeypatch.setenv("BENCH_EVAL_MODELS_AT_ONCE", "1")
     one_each, _ = run_with_inputs("wiseft", tmp_path / "one-each", **kwargs)
     reads_one_each = len(opened)

@@ -8,22 +8,14 @@ import torch
 
 from bench.cli import main
 from bench.data_cli import prepare
-from bench.datasets import images
 from bench.datasets.imagenet import ImageNet
 from bench.datasets.prepared import PreparedImages, prepared_folder
 from bench.datasets.wilds_data import IWildCam
 from bench.models import load_clip
-from conftest import run_method
+from conftest import count_opens, run_method
 from fixtures import make_imagenet_family, make_iwildcam
 
 SETTINGS = ["steps=2", "eval_every=1", "batch_size=8", "warmup=1", "eval_batch_size=16"]
-
-
-def _count_opens(monkeypatch) -> list:
-    opened = []
-    real = images.open_image
-    monkeypatch.setattr(images, "open_image", lambda path: opened.append(path) or real(path))
-    return opened
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +31,7 @@ def test_prepared_items_equal_decoded_items_under_the_evaluation_transform(tmp_p
     monkeypatch.setenv("BENCH_PREPARED", "0")
     decoded = {s: [plain.split(s)[i][0] for i in range(len(plain.split(s)))] for s in ("objectnet", "id_test", "imagenet-sketch")}
     monkeypatch.delenv("BENCH_PREPARED")
-    opened = _count_opens(monkeypatch)
+    opened = count_opens(monkeypatch)
     for split, items in decoded.items():
         data = fast.split(split)
         assert data.prepared is not None and all(torch.equal(data[i][0], x) for i, x in enumerate(items))
@@ -71,7 +63,7 @@ def test_a_zero_shot_and_a_linear_probe_run_give_identical_results_from_the_prep
     plain = {m: run_method(m, tmp_path / "plain", **kwargs)[0] for m in ("zeroshot", "lp")}
     assert main(["data", "prepare", "iwildcam", "--data-root", str(data), "--model", "bench-tinyclip",
                  "--workers", "2"]) == 0
-    opened = _count_opens(monkeypatch)
+    opened = count_opens(monkeypatch)
     fast = {m: run_method(m, tmp_path / "fast", **kwargs)[0] for m in ("zeroshot", "lp")}
     assert opened == []
     for m in plain:
