@@ -68,6 +68,9 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     run.add_argument("--reduced", action="store_true", help="the protocol's documented quick budget (unofficial)")
     run.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                      help="torch.compile the image tower while training (default auto: on CUDA only)")
+    run.add_argument("--decode", default="loader", choices=["loader", "device"],
+                     help="training JPEGs decoded by the DataLoader workers (default) or on the run's device "
+                          "(nvJPEG on CUDA; for on-disk data without a prepared copy)")
     run.add_argument("--track", choices=["tensorboard", "wandb", "mlflow"],
                      help="also log curves and summary there (the package must be installed; off by default)")
     if method_cls is not None:
@@ -170,7 +173,8 @@ def cmd_run(args) -> int:
                              pretrained=args.pretrained, settings=settings, hparams_seed=args.hparams_seed,
                              out=args.out, force=args.force, data_root=args.data_root, device=args.device,
                              options=options, search_only=getattr(args, "search_only", False),
-                             reduced=args.reduced, workers=args.workers, compile=args.compile)
+                             reduced=args.reduced, workers=args.workers, compile=args.compile,
+                             decode=args.decode)
         label = f"{args.method} on {args.dataset} seed {seed}"
         reporter = None if args.quiet or not main_rank else RichReporter(label)
         tracker = None

@@ -22,6 +22,7 @@ def _border_crop(image):
 # Fixed pre-steps applied to an image as it is read, before the preprocessing; by name, so that a prepared copy
 # records which one its images went through.
 PRE_STEPS = {"border-1px": _border_crop}  # ObjectNet's 1-pixel border (its release's red frame)
+TENSOR_PRE_STEPS = {"border-1px": lambda image: image[..., 1:-1, 1:-1]}  # the same on a (C, H, W) tensor
 
 
 class FileSplit:

@@ -12,6 +12,7 @@ import torch
 
 from bench.config import seed_hash
 from bench.engine import distributed
+from bench.engine.device_decode import decodes_on_device, device_decoded_batches
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -36,9 +37,11 @@ class StepSampler(torch.utils.data.Sampler):
 
 
 def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device=None,
-                  num_workers: int = 0, with_indices: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+                  num_workers: int = 0, with_indices: bool = False,
+                  decode: str = "loader") -> Iterator[tuple[torch.Tensor, ...]]:
     """(images, labels) per step; with `with_indices` also the examples' positions in the split (CPU tensor).
-    `batch_size` is the global batch: under torchrun each rank gets its contiguous slice of every batch."""
+    `batch_size` is the global batch: under torchrun each rank gets its contiguous slice of every batch.
+    `decode="device"`: on-disk JPEGs are decoded on `device` (bench.engine.device_decode)."""
     part = distributed.local_slice(batch_size)
     local = part.stop - part.start
     n = len(split)
@@ -57,6 +60,11 @@ def train_batches(split, batch_size: int, seed: int, start_step: int = 0, device
             batch = split.images[idx].to(device), split.labels[idx].to(device)
             yield (*batch, idx) if with_indices else batch
             step += 1
+    elif decodes_on_device(split, decode):
+        sampler = StepSampler(n, batch_size, seed, start_step, part)
+        for images, labels, positions in device_decoded_batches(split, sampler, local, seed, start_step, device,
+                                                                num_workers):
+            yield (images, labels, positions) if with_indices else (images, labels)
     else:
         sampler = StepSampler(n, batch_size, seed, start_step, part)
         loader = torch.utils.data.DataLoader(

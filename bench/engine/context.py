@@ -41,6 +41,8 @@ class EngineContext:
         self.seed = seed
         self.cache_dir = cache_dir
         self.num_workers = num_workers
+        self.decode = "loader"  # or "device": training JPEGs decoded on the device (bench run --decode)
+        self.decoded_on_device = False  # set by the trainer: whether they were (on disk, no prepared copy)
         self.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
         self._zs_weights: torch.Tensor | None = None
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.config import config_hash, parse_assignments, resolve_hparams, split_overrides
 from bench.datasets.folders import data_root
+from bench.engine import device_decode
 from bench.engine.compiling import check_mode
 from bench.errors import BenchError
 
@@ -30,6 +31,7 @@ class RunRequest:
     reduced: bool = False  # the protocol's documented quick budget (marks the run unofficial)
     search_only: bool = False  # contribute to the method's search, then stop without the final fine-tune
     compile: str = "auto"  # torch.compile of the image tower while training: auto (on CUDA), on, off
+    decode: str = "loader"  # training JPEGs decoded by DataLoader workers, or on the run's device (device_decode)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def plan(request: RunRequest, method_cls: type, dataset_cls: type) -> Plan:
     hparams = resolve_hparams(method_cls, protocol, hp_over, request.hparams_seed)
     method_cls.check_hparams(hparams)
     check_mode(request.compile)
+    device_decode.check_mode(request.decode)
     if request.workers is not None and not 0 <= request.workers <= 256:
         raise BenchError(f"--workers {request.workers} is out of range; use 0 (load in the main process) to 256")
     model = request.model or protocol.model

@@ -110,6 +110,7 @@ def build_engine(p: Plan, request: RunRequest, cache_dir) -> EngineContext:
     engine = EngineContext(protocol, dataset, guard, clip, tokenizer, info, device, request.seed, cache_dir, workers)
     engine.data = data_summary(dataset)  # read now: an unreadable card fails before the run folder exists
     engine.compile_tower = wanted(request.compile, device)
+    engine.decode = request.decode
     return engine
 
 
@@ -382,7 +383,8 @@ def _record(p: Plan, request, engine, selection, variants, same, splits, predict
         reported_variant=reported, metric=protocol.metric, metrics=variants[reported]["metrics"],
         summary=variants[reported]["summary"], variants=variants,
         split_sizes={name: len(engine.readable(name)) for name in splits},
-        data={**engine.data, **_prepared(engine.dataset)},  # the data card (bench data verify), any prepared copy
+        data={**engine.data, **_prepared(engine.dataset),  # the data card, any prepared copy, device decoding
+              **({"decode": "device"} if engine.decoded_on_device else {})},
         predictions=predictions, weights=weights, method_info=method_info, history=history, timing=timing,
         data_access=engine.guard.log(),
         env={**environment(device, getattr(p.dataset_cls, "cpu_threads", None) if device.type == "cpu" else None),

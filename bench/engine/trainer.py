@@ -12,6 +12,7 @@ from bench.engine import distributed
 from bench.errors import BenchError
 from bench.engine.batches import train_batches
 from bench.engine.compiling import compiled_tower
+from bench.engine.device_decode import decodes_on_device
 from bench.engine.evaluation import predict
 from bench.engine.step import training_step
 from bench.results.io import atomic_torch_save
@@ -82,6 +83,7 @@ def _fine_tune(method, model, ctx, checkpoint_path, reporter, stop_after) -> Tra
         group.setdefault("initial_lr", group["lr"])
     train = ctx.read(p.train_split)
     id_val = ctx.read(p.id_val_split)
+    ctx.decoded_on_device = decodes_on_device(train, ctx.decode)  # recorded as data.decode
     result = TrainResult(best_state=clone_state(model), best_step=0, best_score=-math.inf)
     start, running = 0, None
     if checkpoint_path is not None and checkpoint_path.is_file():
@@ -99,7 +101,7 @@ def _fine_tune(method, model, ctx, checkpoint_path, reporter, stop_after) -> Tra
         running = torch.tensor(ckpt["running_loss"], device=ctx.device)
         method.load_train_state(ckpt.get("method") or {})
     batches = train_batches(train, p.batch_size, method.train_seed(), start, ctx.device, ctx.num_workers,
-                            with_indices=True)
+                            with_indices=True, decode=ctx.decode)
     model.train()
     reporter.start(p.steps, start)
     clock = time.perf_counter()

@@ -88,7 +88,9 @@ RECORD_SCHEMA = {
                  "properties": {"card": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
                                 # split -> the resolution of the prepared copy it was read from (absent: the files)
                                 "prepared": {"type": "object",
-                                             "additionalProperties": {"type": "string", "pattern": "^[0-9]+px$"}}}},
+                                             "additionalProperties": {"type": "string", "pattern": "^[0-9]+px$"}},
+                                # "device": the training JPEGs were decoded on the device (absent: by the loader)
+                                "decode": {"enum": ["device"]}}},
         "method_info": {"type": "object"},
         "history": {"type": "array", "items": {"type": "object"}},
         "timing": {"type": "object", "required": ["setup_s", "train_s", "eval_s", "total_s"],
