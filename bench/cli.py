@@ -137,6 +137,14 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     sel = sub.add_parser("select", help="pick each method's hyperparameters by ID-val over a sweep's draws")
     sel.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
 
+    es = sub.add_parser("estimate", help="GPU-hours per method and dataset from measured step costs and the "
+                        "protocols' budgets (assumptions printed)")
+    es.add_argument("--method", nargs="+", help="methods (default: all)")
+    es.add_argument("--dataset", nargs="+", default=["iwildcam", "fmow", "imagenet"],
+                    help="datasets with release split sizes (default: iwildcam fmow imagenet)")
+    es.add_argument("--costs", type=Path, help="step-cost JSON (benchmarks/gpu_throughput.py --out; default: the "
+                    "committed H200 figures, benchmarks/results/gpu_step_cost.json)")
+
     lb = sub.add_parser("leaderboard", help="regenerate the leaderboard markdown from the run store")
     lb.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
     lb.add_argument("--out", type=Path, help="markdown file to write (default: LEADERBOARD.md for the committed runs/, "
@@ -319,6 +327,15 @@ def cmd_select(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    from bench.cli_output import print_estimate
+    from bench.estimate import estimate, load_costs
+    from bench.methods import METHODS
+
+    print_estimate(estimate(args.method or METHODS.names(), args.dataset, load_costs(args.costs)))
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from bench.cli_output import console
     from bench.leaderboard import write_leaderboard
@@ -337,7 +354,7 @@ def main(argv=None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         args = build_parser(method_of(argv)).parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "data": cmd_data,
-                    "sweep": cmd_sweep, "select": cmd_select}
+                    "sweep": cmd_sweep, "select": cmd_select, "estimate": cmd_estimate}
         return commands[args.command](args)
     except BenchError as exc:
         message = str(exc)

@@ -218,6 +218,22 @@ def print_sweep_plan(jobs, states: dict, estimates: dict) -> None:
                   "(from the store's finished runs of the same method and dataset; '–' where there are none)")
 
 
+def print_estimate(est) -> None:
+    """`bench estimate`: one table per dataset (H200-hours for all of a protocol's seeds), then the assumptions."""
+    for dataset, total in est.totals().items():
+        rows = [r for r in est.rows if r.dataset == dataset]
+        table = Table(title=f"{dataset}: {total:.1f} GPU-hours on {est.costs.device} ({rows[0].runs} seeds per method)")
+        for column in ("method", "train h", "search h", "eval h", "inputs h", "total h", "step cost"):
+            table.add_column(column, justify="left" if column in ("method", "step cost") else "right")
+        for r in rows:
+            table.add_row(r.method, *(f"{v:.2f}" for v in (r.train_h, r.search_h, r.eval_h, r.inputs_h, r.total_h)),
+                          r.step_source)
+        console.print(table)
+    console.print("assumptions:", markup=False)
+    for line in est.assumptions:
+        console.print(f"  - {line}", markup=False, soft_wrap=True)
+
+
 @contextmanager
 def sweep_progress(total: int):
     """A callback(outcomes, running) that shows done / running / failed."""

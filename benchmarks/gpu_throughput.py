@@ -12,8 +12,8 @@ once with torch's FlopCounterMode (2 per multiply-add); MFU = FLOPs / time / the
 peak (a large square matmul timed here, not a vendor figure). `--compile` wraps each model in torch.compile.
 Input pipeline: synthetic 500x375 JPEGs through bench's on-disk path (FileSplit + DataLoader, RandomResizedCrop 224,
 bicubic) with N workers; the same through the prepared copy (`bench data prepare`: pixels at 224 px, no decode);
-and the same images read as bytes and decoded in batches on the GPU with
-torchvision.io.decode_jpeg(device="cuda") followed by the crop and resize on the GPU.
+and the same images read as bytes by the workers and decoded in batches on the device, crop and resize there too
+(`bench run --decode device`: torchvision.io.decode_jpeg, nvJPEG on CUDA).
 
 Without a GPU it says so in one line and measures on the CPU instead (the test suite runs it that way with the tiny
 model, so the script cannot rot); such figures are not GPU figures.
@@ -143,16 +143,21 @@ def _training_split(paths, size: int = 224, prepared: bool = False):
     return split
 
 
-def cpu_decoding(paths, batch: int, workers: list[int], device, timed_batches: int, prepared: bool = False) -> dict:
-    """Training images per second through bench's on-disk path (FileSplit + DataLoader, RandomResizedCrop):
-    decoding the JPEGs, or (prepared) reading the prepared copy's pixels."""
+INPUT_PATHS = {"cpu": "CPU decoding", "prepared": "reading the prepared copy", "device": "decoding on the device"}
+INPUT_KEYS = {"cpu": "input_cpu_decoding_images_per_s", "prepared": "input_prepared_copy_images_per_s",
+              "device": "input_device_decoding_images_per_s"}
+
+
+def input_rate(paths, batch: int, workers: list[int], device, timed_batches: int, path: str = "cpu") -> dict:
+    """Training images per second through bench's on-disk path (FileSplit + train_batches, RandomResizedCrop):
+    JPEGs decoded by the loader workers (cpu), the prepared copy's pixels (prepared), or the bytes read by the
+    workers and decoded on `device` (device: `bench run --decode device`)."""
     from bench.engine.batches import train_batches
 
-    split = _training_split(paths, prepared=prepared)
-    what = "reading the prepared copy" if prepared else "CPU decoding"
+    split = _training_split(paths, prepared=path == "prepared")
     out = {}
     for n in workers:
-        stream = train_batches(split, batch, 0, 0, device, n)
+        stream = train_batches(split, batch, 0, 0, device, n, decode="device" if path == "device" else "loader")
         for _ in range(2 * max(n, 1) + 1):  # workers start and fill their prefetch queues: not timed
             next(stream)
         count, start = 0, time.perf_counter()
@@ -160,62 +165,8 @@ def cpu_decoding(paths, batch: int, workers: list[int], device, timed_batches: i
             count += len(next(stream)[0])
         sync(device)
         out[f"{n}_workers"] = round(count / (time.perf_counter() - start), 1)
-        print(f"{what},", n, "workers:", out[f"{n}_workers"], "images/s", flush=True)
+        print(f"{INPUT_PATHS[path]},", n, "workers:", out[f"{n}_workers"], "images/s", flush=True)
     return out
-
-
-class JpegBytes(torch.utils.data.Dataset):
-    def __init__(self, paths):
-        self.paths = paths
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        # plain bytes: tensors would cross from the workers as shared file descriptors, which run out
-        return Path(self.paths[i]).read_bytes()
-
-
-def gpu_decoding(paths, batch: int, workers: int, timed_batches: int, device: str = "cuda") -> float:
-    """Images per second: bytes read by CPU workers, JPEGs decoded in batches on the GPU, then a random crop of
-    90-100 % of the area resized to 224 (bicubic) and normalised, all on the GPU."""
-    import torchvision.transforms.v2.functional as TF
-    from torchvision.io import decode_jpeg
-
-    loader = torch.utils.data.DataLoader(JpegBytes(paths), batch_size=batch, num_workers=workers,
-                                         collate_fn=list, shuffle=True, drop_last=True, persistent_workers=workers > 0)
-    mean = torch.tensor([0.48, 0.46, 0.41], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.27, 0.26, 0.28], device=device).view(1, 3, 1, 1)
-    gen = torch.Generator().manual_seed(0)
-
-    def batches():
-        while True:
-            yield from loader
-
-    def prepare(raw):
-        decoded = decode_jpeg([torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in raw], device=device)
-        out = []
-        for img in decoded:
-            h, w = img.shape[-2:]
-            scale = 0.9 + 0.1 * torch.rand((), generator=gen).item()
-            ch, cw = int(h * scale**0.5), int(w * scale**0.5)
-            top = int(torch.randint(0, h - ch + 1, (), generator=gen))
-            left = int(torch.randint(0, w - cw + 1, (), generator=gen))
-            out.append(TF.resized_crop(img, top, left, ch, cw, [224, 224],
-                                       interpolation=TF.InterpolationMode.BICUBIC, antialias=True))
-        return (torch.stack(out).float() / 255 - mean) / std
-
-    stream = batches()
-    for _ in range(3):
-        prepare(next(stream))
-    sync(torch.device(device))
-    count, start = 0, time.perf_counter()
-    for _ in range(timed_batches):
-        count += len(prepare(next(stream)))
-    sync(torch.device(device))
-    rate = round(count / (time.perf_counter() - start), 1)
-    print(f"decoding on {device},", workers, "reader workers:", rate, "images/s", flush=True)
-    return rate
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -258,15 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         save()
     if not args.no_input:
         paths = jpeg_folder(args.images)
-        result["input_cpu_decoding_images_per_s"] = cpu_decoding(paths, args.batches[0], args.workers, device,
-                                                                 args.timed_batches)
-        save()
-        result["input_prepared_copy_images_per_s"] = cpu_decoding(paths, args.batches[0], args.workers, device,
-                                                                  args.timed_batches, prepared=True)
-        save()
-        if device.type == "cuda":
-            result["input_gpu_decoding_images_per_s"] = gpu_decoding(paths, args.batches[0], max(args.workers),
-                                                                     args.timed_batches)
+        for path in INPUT_PATHS:  # the device path: decode_jpeg on the GPU (nvJPEG), or on the CPU without one
+            result[INPUT_KEYS[path]] = input_rate(paths, args.batches[0], args.workers, device, args.timed_batches, path)
             save()
     return result
 

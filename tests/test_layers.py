@@ -22,7 +22,8 @@ FLOORS = (  # lowest first
     ("engine", ("bench.engine",)),
     ("methods", ("bench.methods",)),
     ("leaderboard", ("bench.leaderboard",)),
-    ("application", ("bench.runner", "bench.benchmarking", "bench.data_cli", "bench.sweep", "bench.tracking")),
+    ("application", ("bench.runner", "bench.benchmarking", "bench.data_cli", "bench.sweep", "bench.tracking",
+                     "bench.estimate")),
     ("cli", ("bench.cli", "bench.cli_output", "bench.__main__")),
 )
 

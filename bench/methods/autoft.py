@@ -115,6 +115,13 @@ class AutoFT(Method):
     }
 
     @classmethod
+    def planned_work(cls, hp, protocol, sizes):
+        # each trial: inner_steps steps of the searched objective, then the fixed OOD-val subset scored
+        scored = min(protocol.ood_val_size, sizes.get(protocol.ood_val_split, protocol.ood_val_size))
+        return {**super().planned_work(hp, protocol, sizes), "search_steps": hp["trials"] * hp["inner_steps"],
+                "forward_images": hp["trials"] * scored}
+
+    @classmethod
     def official_steps(cls, protocol, templates) -> int:
         # The official final run counts epochs over its caption loader. On iWildCam and FMoW it has one row per
         # (image, template): an "epoch" is len(templates) passes over the images (2x, 16x the protocol's steps).

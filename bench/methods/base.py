@@ -35,6 +35,7 @@ class Method:
     consumes: tuple[str, ...] = ()  # methods whose finished runs this one starts from (soups, post-hoc methods)
     # (seed, hparams_seed) of the consumed runs a smallest run of it needs: what the conformance tests make first
     example_inputs: tuple[tuple[int, int], ...] = ((0, 0),)
+    step_cost_as: str | None = None  # `bench estimate` prices a step at this benchmark label's (None: the name)
     leaderboard_reference: bool = False  # the row others are measured against (paired interval, timing ratios)
     trend_baseline: bool = False  # its runs fit the effective-robustness baseline trend (Taori et al.)
     step: int = 0  # set by the trainer before each loss call (for per-step randomness that survives resume)
@@ -80,6 +81,14 @@ class Method:
     def build(self) -> ImageClassifier:
         """The model training starts from (and the theta0 of weight ensembling): the zero-shot classifier."""
         return self.ctx.zero_shot_classifier()
+
+    @classmethod
+    def planned_work(cls, hp: dict, protocol, sizes: dict[str, int]) -> dict:
+        """`bench estimate`: what one run does beyond the engine's share (its training steps, ID-val checks and
+        final evaluation), in priced units: search steps (at this method's step cost), images through a forward
+        pass, and other methods' runs it needs beyond their own leaderboard rows ({which: (method, runs per seed)},
+        runs named alike are charged once). `sizes`: split sizes."""
+        return {"search_steps": 0, "forward_images": 0, "extra_runs": {}}
 
     @classmethod
     def official_steps(cls, protocol, templates: tuple[str, ...]) -> int:

@@ -8,4 +8,5 @@ from bench.methods.base import Method
 class FineTune(Method):
     description = "full fine-tuning: image tower + zero-shot-initialised head, cross-entropy"
     leaderboard_reference = True  # every other row is measured against FT's (declared on this class only)
+    step_cost_as = "ft"  # WiSE-FT's step (a subclass) is this one
     trend_baseline = True

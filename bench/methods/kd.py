@@ -45,6 +45,7 @@ def feature_distillation(student: torch.Tensor, teacher: torch.Tensor) -> torch.
 @register_method("kd")
 class KD(Method):
     description = "KD: cross-entropy + distillation from the frozen zero-shot model (logits with T, or features)"
+    step_cost_as = "kd-teacher"  # augmented on-disk inputs: the teacher's forward runs every step
     options = (Option("--teacher-cache", "1 (default): look the teacher's outputs up where the training inputs are "
                       "deterministic; 0: run its forward every step (same model up to float rounding; for timing)"),)
     hparams = {

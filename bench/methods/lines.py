@@ -58,6 +58,11 @@ class LiNeS(FromFinishedRuns):
                                          "or a number in [0, 1]")}
 
     @classmethod
+    def planned_work(cls, hp, protocol, sizes):  # the grid scored on ID val
+        grid = len(ALPHAS) if hp["alpha"] == "id_val" else 0
+        return {**super().planned_work(hp, protocol, sizes), "forward_images": grid * sizes[protocol.id_val_split]}
+
+    @classmethod
     def check_hparams(cls, hp):
         alpha = hp["alpha"]
         number = isinstance(alpha, (int, float)) and not isinstance(alpha, bool)

@@ -63,6 +63,11 @@ class ProbeMixin:
     }
 
     @classmethod
+    def planned_work(cls, hp, protocol, sizes):  # frozen features of train and ID val, once (the probe: CPU)
+        return {**super().planned_work(hp, protocol, sizes),
+                "forward_images": sizes[protocol.train_split] + sizes[protocol.id_val_split]}
+
+    @classmethod
     def check_hparams(cls, hp: dict) -> None:
         if hp["c_max"] < hp["c_min"]:
             from bench.errors import BenchError

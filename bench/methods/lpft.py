@@ -10,6 +10,7 @@ from bench.methods.lp import ProbeMixin
 @register_method("lpft")
 class LPFT(ProbeMixin, Method):
     description = "LP-FT: logistic-regression head first, then full fine-tuning at a 10x smaller lr"
+    step_cost_as = "ft"  # the FT stage's step; the probe's features are priced by ProbeMixin.planned_work
     hparams = {
         **Method.hparams,
         "lr": HParam(lambda p: p.lr * 0.1, "FT-stage learning rate (10x below FT's)", ("log", 1e-6, 1e-3), POSITIVE),

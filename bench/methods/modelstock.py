@@ -60,6 +60,10 @@ class ModelStock(FromFinishedRuns):
     info_key = "model_stock"
 
     @classmethod
+    def planned_work(cls, hp, protocol, sizes):  # seeds 0, 1, 2 consume ft seeds 0-5: three beyond ft's row
+        return {**super().planned_work(hp, protocol, sizes), "extra_runs": {"ft seeds 3-5": ("ft", 1)}}
+
+    @classmethod
     def pick_inputs(cls, runs, config):
         seed = config["seed"]
         pair = [runs_of_seed(runs, s, hparams_seed=0) for s in (2 * seed, 2 * seed + 1)]

@@ -55,6 +55,11 @@ class _Soup(FromFinishedRuns):
     greedy = False
 
     @classmethod
+    def planned_work(cls, hp, protocol, sizes):  # ingredients: the recommended ft draws 0-3 of each seed (0: ft's row)
+        scored = sizes[protocol.id_val_split] * (4 if cls.greedy else 0)  # each candidate soup on ID val
+        return {**super().planned_work(hp, protocol, sizes), "forward_images": scored, "extra_runs": {"ft draws 1-3": ("ft", 3)}}
+
+    @classmethod
     def pick_inputs(cls, runs, config):
         seed = config["seed"]
         mine = runs_of_seed(runs, seed)

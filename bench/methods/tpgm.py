@@ -96,6 +96,11 @@ class TPGM(FromFinishedRuns):
         "proj_batch": HParam(64, "ID-val images per iteration", None, AT_LEAST_ONE),
         "norm": HParam("l2", "distance of each tensor: l2 (ViT runs) or mars (per-row absolute sum)"),
     }
+
+    @classmethod
+    def planned_work(cls, hp, protocol, sizes):  # the radii's Adam iterations: forward + backward on ID-val batches
+        return {**super().planned_work(hp, protocol, sizes),
+                "search_steps": hp["iters"] * hp["proj_batch"] / protocol.batch_size}
     info_key = "tpgm"
 
     @classmethod
