@@ -145,6 +145,14 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     es.add_argument("--costs", type=Path, help="step-cost JSON (benchmarks/gpu_throughput.py --out; default: the "
                     "committed H200 figures, benchmarks/results/gpu_step_cost.json)")
 
+    ex = sub.add_parser("export", help="a method's runs in another benchmark's submission format (wilds)")
+    ex.add_argument("format", choices=["wilds"], help="wilds: the WILDS leaderboard's prediction CSVs")
+    ex.add_argument("--dataset", required=True, help="iwildcam or fmow")
+    ex.add_argument("--method", required=True, help="the method whose runs (seeds 0-2) are exported")
+    ex.add_argument("--hparams-seed", dest="hparams_seed", type=int, default=0, help="which hyperparameter draw (0: defaults)")
+    ex.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
+    ex.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the files")
+
     lb = sub.add_parser("leaderboard", help="regenerate the leaderboard markdown from the run store")
     lb.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
     lb.add_argument("--out", type=Path, help="markdown file to write (default: LEADERBOARD.md for the committed runs/, "
@@ -336,6 +344,19 @@ def cmd_estimate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from bench.cli_output import console
+    from bench.datasets import DATASETS
+    from bench.leaderboard.wilds_export import export_wilds
+    from bench.methods import METHODS
+
+    DATASETS.get(args.dataset), METHODS.get(args.method)  # unknown names: did-you-mean, before anything is read
+    files = export_wilds(args.runs, args.dataset, args.method, args.out, args.hparams_seed)
+    console.print(f"wrote {len(files)} WILDS prediction files to {args.out} ({args.method} on {args.dataset}, "
+                  "seeds 0-2; score them with WILDS' examples/evaluate.py)", markup=False)
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from bench.cli_output import console
     from bench.leaderboard import write_leaderboard
@@ -354,7 +375,8 @@ def main(argv=None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         args = build_parser(method_of(argv)).parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "data": cmd_data,
-                    "sweep": cmd_sweep, "select": cmd_select, "estimate": cmd_estimate}
+                    "sweep": cmd_sweep, "select": cmd_select, "estimate": cmd_estimate,
+                    "export": cmd_export}
         return commands[args.command](args)
     except BenchError as exc:
         message = str(exc)

@@ -45,7 +45,7 @@ class EngineContext:
         self.decoded_on_device = False  # set by the trainer: whether they were (on disk, no prepared copy)
         self.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
         self._zs_weights: torch.Tensor | None = None
-        self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._features: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._subsets: dict[str, object] = {}
         self.templates = prompt_templates(dataset, protocol.prompts)
 
@@ -58,10 +58,12 @@ class EngineContext:
     def readable(self, split: str):
         """What a method may read of a split, and what the final evaluation scores it on: all of it, except OOD
         val, of which a fixed random subset of `protocol.ood_val_size` examples (seeded by the size alone, so every
-        method, run and worker reads the same examples; ImageNet-C's 750k images are never all decoded)."""
+        method, run and worker reads the same examples; ImageNet-C's 750k images are never all decoded), and in the final
+        evaluation of a protocol that reports OOD val (WILDS) the whole split, for every method."""
         data = self.read(split)
         size = self.protocol.ood_val_size
-        if split != self.protocol.ood_val_split or size >= len(data):
+        whole = self.protocol.report_ood_val and self.guard.phase == "final_eval"  # the engine's record of it
+        if split != self.protocol.ood_val_split or size >= len(data) or whole:
             return data
         if split not in self._subsets:
             gen = torch.Generator().manual_seed(seed_hash("ood_val_subset", size))
@@ -129,16 +131,17 @@ class EngineContext:
         seeds pay for one feature pass per split. Read through the guard like any other access, and without
         augmentation (the evaluation preprocessing, also for the training split)."""
         split = self.readable(name)  # every access goes through the guard, memoised or not
-        if name in self._features:
-            return self._features[name]
+        key = (name, len(split))  # OOD val: a subset while the method runs, the whole of it in the final evaluation
+        if key in self._features:
+            return self._features[key]
         split = self.dataset.unaugmented(split)
         file = self._feature_cache_file(name, split)
         if file is not None and file.is_file():
             try:
                 features = torch.load(file, map_location="cpu", weights_only=True)
                 if isinstance(features, torch.Tensor) and len(features) == len(split):
-                    self._features[name] = (features, split.labels.clone())
-                    return self._features[name]
+                    self._features[key] = (features, split.labels.clone())
+                    return self._features[key]
             except Exception:
                 pass
             file.unlink(missing_ok=True)  # a broken or old-format entry is recomputed, never trusted
@@ -146,12 +149,12 @@ class EngineContext:
         # so the cache shared by later runs holds only what its key says.
         self.clip.to(self.device)
         tower = ImageClassifier(self.clip.visual, torch.nn.Identity(), normalize=False)  # raw: heads normalise as they need
-        self._features[name] = predict(tower, split, self.protocol.eval_batch_size, self.device,
+        self._features[key] = predict(tower, split, self.protocol.eval_batch_size, self.device,
                                        self.autocast_dtype, self.num_workers)
         if file is not None and distributed.launched().main:  # features only: labels come from the split, so the cache holds none
             file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save(self._features[name][0], file)
-        return self._features[name]
+            atomic_torch_save(self._features[key][0], file)
+        return self._features[key]
 
     def _feature_cache_file(self, name: str, split) -> Path | None:
         if self.cache_dir is None or self.model_info.weights_sha256 is None:

@@ -310,9 +310,10 @@ def _evaluation_phase(p: Plan, engine, model, theta0, theta1, frozen: bool, timi
     protocol = engine.protocol
     engine.guard.open_final_evaluation()
     model.eval()  # once: derived state (FLYP's text head) is then rebuilt per variant, not per split
-    # OOD val only where the method read it, and only the subset it could read (AutoFT's search scores).
-    reads_ood_val = "ood_val" in p.method_cls.requires
-    splits = [protocol.id_val_split, *([protocol.ood_val_split] if reads_ood_val else []), *protocol.test_splits]
+    # OOD val where the method read it (the subset it could read: AutoFT's search scores), or for every method and
+    # in whole where the protocol reports it (WILDS submissions); after the model is fixed, so never for selection.
+    scored_ood_val = "ood_val" in p.method_cls.requires or protocol.report_ood_val
+    splits = [protocol.id_val_split, *([protocol.ood_val_split] if scored_ood_val else []), *protocol.test_splits]
     with_probabilities = {p.reported_variant, WEIGHT_ENSEMBLE_VARIANT}  # the variants the leaderboard shows
     model_of = lambda alpha: None if alpha in (None, 1.0) else alpha  # alpha = 1 is exactly theta1: evaluated once
     kept = {model_of(alpha) for name, alpha in p.variants.items() if name in with_probabilities}  # only those in memory

@@ -57,6 +57,9 @@ class Protocol:
     reduced: tuple = ()  # (key, value) overrides of the documented quick budget (`--reduced`; runs are unofficial)
     prompts: str = "default"  # prompt-template set; a smaller one (e.g. ImageNet's "simple") makes runs unofficial
     ood_val_size: int = 1000  # OOD-val examples a searching method (AutoFT) scores each trial on; all if fewer
+    # True: every run's final evaluation also scores the whole OOD-val split, for the record and for submissions
+    # that need it (WILDS' leaderboard takes `val`); after the model is fixed, so never for selection
+    report_ood_val: bool = False
     # "equal": every method's fine-tune runs `steps` steps (the comparison this suite exists for). "official": a
     # method whose official code trains longer declares it (`Method.official_steps`, e.g. AutoFT's epochs over its
     # image x template caption loader) and trains that long; such runs are unofficial here.

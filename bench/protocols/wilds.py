@@ -9,7 +9,8 @@ from bench.protocols.base import Protocol
 
 _COMMON = dict(model="ViT-B-16", pretrained="openai", train_split="train", id_val_split="id_val",
                id_test_split="id_test", ood_val_split="ood_val", ood_test_splits=("ood_test",), batch_size=256,
-               warmup=500, grad_clip=1.0, eval_batch_size=512, lr=1e-5, weight_decay=0.2, ood_val_size=1000)
+               warmup=500, grad_clip=1.0, eval_batch_size=512, lr=1e-5, weight_decay=0.2, ood_val_size=1000,
+               report_ood_val=True)  # WILDS submissions include predictions on its val split
 
 IWILDCAM = Protocol(
     name="wilds-iwildcam", version=1, dataset="iwildcam",
