@@ -4,7 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from jsonschema import Draft202012Validator
+
 from bench.leaderboard import leaderboard_markdown, write_leaderboard
+from bench.leaderboard.export import RESULTS_JSON_SCHEMA
 from bench.leaderboard.aggregate import Stat, mean_std
 from bench.leaderboard.render import cell
 from bench.config import config_hash
@@ -179,10 +182,10 @@ def test_calibration_is_an_optional_table_and_in_the_exports(tmp_path):
     line = next(l for l in with_ece.splitlines() if l.startswith("| ft ") and "5.0 ± 1.4" in l)
     assert line.count("5.0 ± 1.4") == 6  # ID and the five OOD splits
     write_leaderboard(tmp_path / "runs", tmp_path / "LB.md", plots=False)
-    rows = json.loads((tmp_path / "leaderboard" / "results.json").read_text())
-    ece = [r for r in rows if r["metric"] == "ece"]
-    assert len(ece) == 6 and {r["column"] for r in ece} == {"id_test", *TINYSHIFT.ood_test_splits}
-    assert all(r["mean"] == 5.0 for r in ece)
+    rows = json.loads((tmp_path / "leaderboard" / "results.json").read_text())["rows"]
+    ece = {k: v for row in rows if row["method"] == "ft" for k, v in row["summary"].items() if k.startswith("ece:")}
+    assert set(ece) == {f"ece:{s}" for s in ("id_test", *TINYSHIFT.ood_test_splits)}
+    assert all(v["mean"] == 5.0 for v in ece.values())
 
 
 def test_effective_robustness_by_hand(tmp_path):
@@ -248,7 +251,15 @@ def test_exports_and_plots_are_written(tmp_path):
     rows = list(csv.DictReader(open(assets / "results.csv")))
     ood = next(r for r in rows if r["method"] == "ft" and r["column"] == "ood_avg")
     assert (ood["n"], ood["seeds"], float(ood["mean"])) == ("2", "0 1", 40.5)
-    assert json.loads((assets / "results.json").read_text())[0]["dataset"] == "tinyshift"
+    doc = json.loads((assets / "results.json").read_text())
+    Draft202012Validator(RESULTS_JSON_SCHEMA).validate(doc)
+    ft = next(r for r in doc["rows"] if r["method"] == "ft")  # the method's id, not its display label
+    assert ft["seeds"] == [0, 1] and ft["variant"] == "final" and ft["dataset"] == "tinyshift"
+    assert ft["per_seed"]["0"]["ood_avg"] == 40.0 and ft["per_seed"]["1"]["ood_avg"] == 41.0
+    assert ft["per_seed"]["1"]["id_test"] == 81.0
+    # mean 40.5, sample std of (40, 41) = 0.707107, standard error = std / sqrt(2) = 0.5
+    assert ft["summary"]["ood_avg"] == {"n": 2, "mean": 40.5, "std": 0.707107, "se": 0.5}
+    assert len(ft["provenance"]["run_ids"]) == 2 and ft["hyperparameters"] == {"lr": 0.1, "budget.steps": 500}
     pngs = sorted(p.name for p in assets.glob("*.png"))
     assert len(pngs) == 2 and all((assets / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
     assert f"(leaderboard/{pngs[0]})" in (tmp_path / "out" / "LB.md").read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.leaderboard.aggregate import build_sections
 from bench.leaderboard.bootstrap import attach
-from bench.leaderboard.export import table_rows, to_csv, to_json
+from bench.leaderboard.export import results_json, table_rows, to_csv
 from bench.leaderboard.render import render, section_slug
 from bench.leaderboard.timing import load_step_benchmarks
 from bench.store import RunStore
@@ -94,7 +94,7 @@ def write_leaderboard(runs: Path, out: Path, plots: bool = True, calibration: bo
         assets_dir.mkdir(parents=True, exist_ok=True)
         rows = table_rows(sections)
         atomic_write_text(assets_dir / "results.csv", to_csv(rows))
-        atomic_write_text(assets_dir / "results.json", to_json(rows))
+        atomic_write_text(assets_dir / "results.json", results_json(sections))
         if plots:
             from bench.leaderboard.plots import id_ood_plot, timing_plot
 
