@@ -154,9 +154,14 @@ def build_parser(method_cls: type | None = None) -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the files")
 
     lb = sub.add_parser("leaderboard", help="regenerate the leaderboard markdown from the run store")
-    lb.add_argument("--runs", type=Path, default=Path("runs"), help="run store folder (default runs/)")
+    lb.add_argument("--runs", type=Path, action="append", help="run store folder or bundle file (default runs/); "
+                    "repeat to merge stores from several machines or people (then --out is required)")
     lb.add_argument("--out", type=Path, help="markdown file to write (default: LEADERBOARD.md for the committed runs/, "
                     "else <runs>/LEADERBOARD.md, so another store never overwrites the committed page)")
+    bd = sub.add_parser("bundle", help="pack finished runs (records, predictions, checksums) into one file to share")
+    bd.add_argument("runs", type=Path, nargs="+", help="run store folders")
+    bd.add_argument("--out", type=Path, required=True, help="the bundle file to write (.tar.gz; never overwritten)")
+    bd.add_argument("--weights", action="store_true", help="also the runs' stored weights (large)")
     lb.add_argument("--calibration", action="store_true", help="add a table of expected calibration error per split")
     return parser
 
@@ -358,15 +363,39 @@ def cmd_export(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    import tempfile
+
     from bench.cli_output import console
     from bench.leaderboard import write_leaderboard
+    from bench.leaderboard.sharing import merged_store
 
-    if args.out is None:
-        args.out = Path("LEADERBOARD.md") if args.runs == Path("runs") else args.runs / "LEADERBOARD.md"
-    board = write_leaderboard(args.runs, args.out, calibration=args.calibration)
-    for where, reason in board.problems:
-        print(f"bench: warning: record {args.runs / where} fails the schema, left out: {reason}", file=sys.stderr)
-    console.print(f"wrote {args.out} from {len(board.records)} finished runs in {args.runs}")
+    sources = args.runs or [Path("runs")]
+    if len(sources) == 1 and not sources[0].is_file():
+        runs = sources[0]
+        if args.out is None:
+            args.out = Path("LEADERBOARD.md") if runs == Path("runs") else runs / "LEADERBOARD.md"
+        board = write_leaderboard(runs, args.out, calibration=args.calibration)
+        for where, reason in board.problems:
+            print(f"bench: warning: record {runs / where} fails the schema, left out: {reason}", file=sys.stderr)
+    else:
+        if args.out is None:
+            raise BenchError("merging several stores or a bundle needs --out FILE (where the merged page goes); "
+                             "nothing was written")
+        with tempfile.TemporaryDirectory(prefix="bench-merge-") as tmp:
+            board = write_leaderboard(merged_store(sources, Path(tmp) / "store"), args.out,
+                                      calibration=args.calibration)
+    where = " + ".join(map(str, sources))
+    console.print(f"wrote {args.out} from {len(board.records)} finished runs in {where}", markup=False)
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from bench.cli_output import console
+    from bench.leaderboard.sharing import bundle
+
+    n = bundle(args.runs, args.out, args.weights)
+    console.print(f"wrote {args.out}: {n} runs with their predictions and checksums (merge it with "
+                  f"`bench leaderboard --runs runs --runs {args.out} --out FILE`)", markup=False)
     return 0
 
 
@@ -376,7 +405,7 @@ def main(argv=None) -> int:
         args = build_parser(method_of(argv)).parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "data": cmd_data,
                     "sweep": cmd_sweep, "select": cmd_select, "estimate": cmd_estimate,
-                    "export": cmd_export}
+                    "export": cmd_export, "bundle": cmd_bundle}
         return commands[args.command](args)
     except BenchError as exc:
         message = str(exc)
