@@ -9,6 +9,7 @@ from bench.errors import BenchError
 from bench.leaderboard.aggregate import build_sections
 from bench.leaderboard.bootstrap import attach
 from bench.leaderboard.export import results_json, table_rows, to_csv
+from bench.leaderboard.html import write_html
 from bench.leaderboard.render import render, section_slug
 from bench.leaderboard.timing import load_step_benchmarks
 from bench.store import RunStore
@@ -95,6 +96,7 @@ def write_leaderboard(runs: Path, out: Path, plots: bool = True, calibration: bo
         rows = table_rows(sections)
         atomic_write_text(assets_dir / "results.csv", to_csv(rows))
         atomic_write_text(assets_dir / "results.json", results_json(sections))
+        write_html(sections, assets_dir)  # index.html: the same tables, sortable, with interactive scatters
         if plots:
             from bench.leaderboard.plots import id_ood_plot, timing_plot
 
