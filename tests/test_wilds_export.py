@@ -81,3 +81,16 @@ def test_bad_export_requests_fail_in_one_line_and_write_nothing(store, tmp_path,
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and (taken / "keep.txt").read_text() == "mine"
+
+
+def test_the_wilds_runs_numbers_recompute_from_their_predictions(store):
+    """What a merged leaderboard checks before showing a row: macro-F1 and accuracy of every variant and split."""
+    from bench.leaderboard.sharing import recompute_problem
+    from bench.store import RunStore
+
+    records = RunStore(store / "runs").records()
+    assert len(records) == 6 and all(recompute_problem(store / "runs", r) is None for r in records)
+    forged = records[0].replace(variants={k: {**v, "metrics": {s: {**m, "acc_avg": m["acc_avg"] + 1}
+                                                           for s, m in v["metrics"].items()}}
+                                          for k, v in records[0].variants.items()})
+    assert "acc_avg" in recompute_problem(store / "runs", forged)  # a non-headline metric is checked too
