@@ -35,6 +35,6 @@ def test_gpu_throughput_runs_on_the_cpu_with_the_tiny_model(capsys):
     assert result["input_device_decoding_images_per_s"]["0_workers"] > 0  # the engine's --decode device path
 
 
-@pytest.mark.parametrize("name", ["eval_cost", "step_cost", "testbed_leaderboard"])
+@pytest.mark.parametrize("name", ["eval_cost", "step_cost", "testbed_leaderboard", "decode_once"])
 def test_benchmark_scripts_import(name):
     assert callable(load(name).main)
