@@ -126,9 +126,8 @@ def estimate(methods: list[str], datasets: list[str], costs: StepCosts) -> Estim
         def images_s(images: float, models: int = 1) -> float:  # each image: its decode or its models' forwards
             return images * max(1 / costs.decode_images_per_s, models / forward)
 
-        def run_hours(cls) -> tuple[float, float, float, str]:
-            hp = resolve_hparams(cls, protocol, {}, 0)
-            work = cls.planned_work(hp, protocol, size)
+        def run_hours(cls) -> tuple[float, float, float, str, dict]:
+            work = cls.planned_work(resolve_hparams(cls, protocol, {}, 0), protocol, size)
             step, source = step_seconds(cls) if cls.trains or work["search_steps"] else (0.0, "no training")
             train = protocol.steps * step if cls.trains else 0.0
             checks = (protocol.steps // protocol.eval_every) if cls.trains else 0
@@ -136,14 +135,13 @@ def estimate(methods: list[str], datasets: list[str], costs: StepCosts) -> Estim
             tested = sum(size[s] for s in protocol.test_splits)
             evaluate += images_s(tested, max(1, len(cls.ensemble_alphas)))
             evaluate += images_s(work["forward_images"])
-            return train / 3600, work["search_steps"] * step / 3600, evaluate / 3600, source
+            return train / 3600, work["search_steps"] * step / 3600, evaluate / 3600, source, work
 
         charged: set[str] = set()  # extra runs already in an earlier row (the two soups share their ingredients)
         for m, cls in method_classes.items():
-            train, search, evaluate, source = run_hours(cls)
-            hp = resolve_hparams(cls, protocol, {}, 0)
+            train, search, evaluate, source, work = run_hours(cls)
             inputs = 0.0
-            for which, (other, n) in cls.planned_work(hp, protocol, size)["extra_runs"].items():
+            for which, (other, n) in work["extra_runs"].items():
                 if which not in charged:
                     charged.add(which)
                     inputs += n * sum(run_hours(METHODS.get(other))[:3])

@@ -149,3 +149,10 @@ def test_an_unknown_decode_mode_exits_2_before_anything_is_written(tmp_path, cap
     out = tmp_path / "runs"
     assert main(["run", "--method", "ft", "--dataset", "tinyshift", "--decode", "gpu", "--out", str(out)]) == 2
     assert "--decode" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_missing_file_is_named_in_one_line(split):
+    split.paths[3].unlink()
+    with pytest.raises(BenchError) as caught:
+        next(train_batches(split, 12, seed=0, decode="device"))
+    assert str(split.paths[3]) in str(caught.value) and "\n" not in str(caught.value)

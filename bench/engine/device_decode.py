@@ -19,7 +19,7 @@ from torchvision import transforms as T
 
 from bench.config import seed_hash
 from bench.datasets.transforms import TENSOR_PRE_STEPS
-from bench.errors import BenchError
+from bench.errors import BenchError, MissingData
 
 MODES = ("loader", "device")
 _JPEG = b"\xff\xd8"
@@ -47,7 +47,11 @@ class EncodedFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return i, Path(self.paths[i]).read_bytes(), int(self.labels[i])
+        try:
+            return i, Path(self.paths[i]).read_bytes(), int(self.labels[i])
+        except OSError as exc:
+            raise MissingData(f"image {self.paths[i]} cannot be read ({exc.strerror or exc}); re-download it or run "
+                              "`bench data check`") from None
 
 
 def collate(items):

@@ -173,7 +173,9 @@ def merged_store(sources: list[Path], into: Path) -> Path:
                                      "predictions; merge only one of them")
                 continue
             seen[record.run_id] = (str(source), digest)
-            shutil.copytree(folder, into / record.path, ignore=shutil.ignore_patterns("checkpoint.pt"))
+            for name in _run_files(root, record, weights=False):  # what the leaderboard reads; not weights
+                (into / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / name, into / name)
         for bench_file in sorted((root / "benchmarks").glob("*.json")) if (root / "benchmarks").is_dir() else []:
             (into / "benchmarks").mkdir(exist_ok=True)
             shutil.copy2(bench_file, into / "benchmarks" / f"{i}-{bench_file.name}")
