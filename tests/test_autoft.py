@@ -256,6 +256,21 @@ def test_an_unclaimed_running_trial_is_failed_after_the_grace_period(tmp_path, m
     S.wait_for_other_workers(study, tmp_path / "trials", poll_s=0.01)  # nothing left running: returns
 
 
+def test_a_worker_killed_between_ask_and_claim_still_gets_all_its_trials_run(tmp_path, monkeypatch):
+    """The race CI met next: the killed worker's last trial was asked for but never claimed. The re-run worker
+    counted it as running and stopped one trial short; now it waits out the grace period, fails it and runs it."""
+    storage = S.make_storage(str(tmp_path / "search.journal"), tmp_path)
+    study = S.open_study("orphaned", storage, 0)
+    trials, objective = tmp_path / "trials", lambda t: t.suggest_float("x", 0.0, 1.0)
+    S.run_trials(study, objective, 2, tmp_path / "lock", trials)
+    study.ask()  # the killed worker's third trial: asked for, never claimed
+    monkeypatch.setenv("BENCH_AUTOFT_GRACE_S", "1")
+    monkeypatch.setattr(S, "POLL_S", 0.05)
+    assert S.run_trials(study, objective, 3, tmp_path / "lock", trials) == 1
+    assert len(S.completed(study)) == 3 and S.running_count(study) == 0
+    assert sorted(p.name for p in trials.iterdir()) == [f"trial_{n:05d}.json" for n in (0, 1, 3)]
+
+
 def test_a_trial_told_complete_but_killed_before_its_file_gets_its_file_from_the_next_worker(tmp_path):
     """The race CI met: a worker killed after `tell` and before writing trial_N.json. The study holds the trial's
     parameters, value, worker and seconds, so the next worker writes the file, with the same content."""

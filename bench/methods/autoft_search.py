@@ -23,6 +23,7 @@ from bench.results.io import atomic_write_json
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 HEARTBEAT_S = 5  # a database-backed trial's heartbeat period
+POLL_S = 1.0  # how often a worker whose remaining trials are all claimed looks at the study again
 
 
 def grace_period() -> int:
@@ -185,7 +186,8 @@ class _heartbeat:
 
 
 def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, reporter=None, sampler_seed=None) -> int:
-    """Work on the study until `total` trials are complete or claimed; returns how many this worker ran.
+    """Work on the study until `total` trials are complete; returns how many this worker ran. While the remaining
+    trials are all claimed by other workers it waits, so a trial whose worker died is redone.
 
     `sampler_seed(complete, running)` seeds a fresh TPE sampler for each new trial: TPE keeps no state besides its
     random stream (the history is in the storage), so the trial drawn after k completed ones is the same whether
@@ -201,12 +203,19 @@ def run_trials(study, objective, total: int, lock: Path, trial_dir: Path, report
             _write_missing_trial_files(study, trial_dir)
             complete = len(study.get_trials(deepcopy=False, states=(COMPLETE,)))
             running = len(study.get_trials(deepcopy=False, states=(RUNNING,)))
-            if complete + running >= total:
+            if complete >= total:
                 break
-            if sampler_seed is not None:
-                study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(complete, running))
-            trial = study.ask()
-            trial.set_user_attr("worker", WORKER)
+            trial = None
+            if complete + running < total:
+                if sampler_seed is not None:
+                    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(complete, running))
+                trial = study.ask()
+                trial.set_user_attr("worker", WORKER)
+        if trial is None:
+            # The rest is claimed. Keep watching rather than stop: a claimed trial whose worker died (even between
+            # `ask` and claiming it, failed after the grace period) is failed above and then drawn again here.
+            time.sleep(POLL_S)
+            continue
         start = time.perf_counter()
         try:
             with _heartbeat(study, trial):
