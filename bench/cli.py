@@ -363,6 +363,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    import tarfile
     import tempfile
 
     from bench.cli_output import console
@@ -370,6 +371,12 @@ def cmd_leaderboard(args) -> int:
     from bench.leaderboard.sharing import merged_store
 
     sources = args.runs or [Path("runs")]
+    for source in sources:  # every source checked before anything is read or written
+        if source.is_file() and not tarfile.is_tarfile(source):
+            raise BenchError(f"run store {source} does not exist: it is a file, and not a bundle; pass --runs DIR or "
+                             "a file made by `bench bundle`")
+        if not source.exists():
+            raise BenchError(f"run store {source} does not exist; run `bench run --method ft` first or pass --runs DIR")
     if len(sources) == 1 and not sources[0].is_file():
         runs = sources[0]
         if args.out is None:

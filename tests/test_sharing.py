@@ -107,14 +107,17 @@ def test_a_damaged_bundle_is_refused(stores, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,words", [
     (["leaderboard", "--runs", "A", "--runs", "B"], "needs --out"),
-    (["leaderboard", "--runs", "A", "--runs", "missing", "--out", "OUT"], "neither a run store folder nor a bundle"),
+    (["leaderboard", "--runs", "A", "--runs", "missing", "--out", "OUT"], "does not exist"),
     (["bundle", "A", "--out", "EXISTING"], "already exists"),
     (["bundle", "missing", "--out", "NEW"], "does not exist"),
-    (["leaderboard", "--runs", "NOTBUNDLE", "--out", "OUT"], "not a readable bundle"),
+    (["leaderboard", "--runs", "NOTBUNDLE", "--out", "OUT"], "it is a file, and not a bundle"),
+    (["leaderboard", "--runs", "A", "--runs", "NOTGZ", "--out", "OUT"], "not a readable bundle"),
 ])
 def test_bad_sharing_requests_fail_in_one_line(stores, tmp_path, argv, words, capsys):
     (tmp_path / "EXISTING").write_text("keep")
     (tmp_path / "NOTBUNDLE").write_text("plain text")
+    with tarfile.open(tmp_path / "NOTGZ", "w") as tar:  # a tar, not gzipped: not a bundle either
+        tar.add(stores / "a", arcname="a")
     names = {"A": stores / "a", "B": stores / "b"}
     argv = [str(names.get(a, tmp_path / a)) if a.isupper() or a == "missing" else a for a in argv]
     assert main(argv) == 2
