@@ -44,6 +44,32 @@ def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=tuple(range(1, a.dim())), keepdim=True)
 
 
+def adam_updates(params, states, beta1: float, beta2: float, lr: float, eps: float, weight_decay: float = 0.0):
+    """AdamW's step d for every tensor (theta_new = theta - d) in fused `torch._foreach_*` ops: the moments in
+    `states` (created on a tensor's first step) advance, bias-corrected; weight_decay adds lr * wd * theta."""
+    for p, state in zip(params, states):
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+    grads = [p.grad for p in params]
+    exp_avg = [st["exp_avg"] for st in states]
+    exp_avg_sq = [st["exp_avg_sq"] for st in states]
+    torch._foreach_mul_(exp_avg, beta1)
+    torch._foreach_add_(exp_avg, grads, alpha=1 - beta1)
+    torch._foreach_mul_(exp_avg_sq, beta2)
+    torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sq)
+    torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** st["step"]) for st in states])
+    torch._foreach_add_(denom, eps)
+    update = torch._foreach_div(exp_avg, denom)
+    torch._foreach_mul_(update, [lr / (1 - beta1 ** st["step"]) for st in states])
+    if weight_decay:
+        torch._foreach_add_(update, params, alpha=lr * weight_decay)
+    return update
+
+
 class AdamP(torch.optim.Optimizer):
     """AdamW with FTP projection. Param groups carry `anchors`: the pretrained tensor, or None to exclude."""
 
@@ -72,26 +98,7 @@ class AdamP(torch.optim.Optimizer):
             beta1, beta2 = group["betas"]
             lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
             states = [self.state[p] for p in params]
-            for p, state in zip(params, states):
-                if "step" not in state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-            grads = [p.grad for p in params]
-            exp_avg = [st["exp_avg"] for st in states]
-            exp_avg_sq = [st["exp_avg_sq"] for st in states]
-            torch._foreach_mul_(exp_avg, beta1)
-            torch._foreach_add_(exp_avg, grads, alpha=1 - beta1)
-            torch._foreach_mul_(exp_avg_sq, beta2)
-            torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
-            denom = torch._foreach_sqrt(exp_avg_sq)
-            torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** st["step"]) for st in states])
-            torch._foreach_add_(denom, eps)
-            update = torch._foreach_div(exp_avg, denom)
-            torch._foreach_mul_(update, [lr / (1 - beta1 ** st["step"]) for st in states])
-            if wd:
-                torch._foreach_add_(update, params, alpha=lr * wd)
+            update = adam_updates(params, states, beta1, beta2, lr, eps, wd)
             projected = []
             for p, state, step in zip(params, states, update):
                 if state.get("anchor") is None or not group["project"]:
