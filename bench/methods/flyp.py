@@ -50,6 +50,32 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
     return loss(image_features, text_features, scale)
 
 
+def global_logits(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor,
+                  labels: torch.Tensor | None = None):
+    """(per_image, per_text, targets, all_labels) over the global batch: this rank's images scored against every
+    rank's captions and its captions against every rank's images (open_clip's `local_loss` with
+    `gather_with_grad`), the matching pair of row i at column targets[i]; all_labels: every rank's labels (None if
+    not given). The mean of a row-wise loss over ranks, which gradient averaging takes, is then the one-process
+    mean over the global batch."""
+    from bench.engine import distributed
+
+    world = distributed.current()
+    all_image, all_text, all_labels, offset = image_features, text_features, labels, 0
+    if world.size > 1:
+        import torch.distributed as dist
+        from torch.distributed import nn as differentiable
+
+        all_image = torch.cat(differentiable.all_gather(image_features))
+        all_text = torch.cat(differentiable.all_gather(text_features))
+        offset = world.rank * len(image_features)
+        if labels is not None:
+            parts = [torch.empty_like(labels) for _ in range(world.size)]
+            dist.all_gather(parts, labels)
+            all_labels = torch.cat(parts)
+    targets = torch.arange(len(image_features), device=image_features.device) + offset
+    return scale * image_features @ all_text.T, scale * text_features @ all_image.T, targets, all_labels
+
+
 class CLIPClassifier(nn.Module):
     """Both CLIP towers; logits = exp(logit_scale) cos(image, class prototype from the current text tower).
 
