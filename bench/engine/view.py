@@ -89,10 +89,12 @@ class MethodView:
     def __setattr__(self, key, value):
         raise ProtocolViolation(f"the method view is read-only; {key!r} cannot be set")
 
-    def split(self, role: str) -> GuardedSplit:
+    def split(self, role: str, augmented: bool = True) -> GuardedSplit:
         """A split by role: 'train', 'id_val', or 'ood_val' where the method declared it and the protocol grants it
-        (OOD val: the protocol's fixed subset of `ood_val_size` examples)."""
-        return GuardedSplit(self._engine.readable(self._engine.guard.split_name(role)))
+        (OOD val: the protocol's fixed subset of `ood_val_size` examples). `augmented=False`: with the evaluation
+        preprocessing (the training split's images as a test image is seen; VRF's feature bank)."""
+        split = self._engine.readable(self._engine.guard.split_name(role))
+        return GuardedSplit(split if augmented else self._engine.dataset.unaugmented(split))
 
     def metrics(self, role: str, logits: torch.Tensor, labels: torch.Tensor, metadata=None) -> dict[str, float]:
         """The dataset's official metrics for predictions on a readable split (or a subset, with its metadata)."""
