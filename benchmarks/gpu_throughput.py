@@ -31,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft", "lipsum"]
+METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft", "lipsum", "spd", "carot",
+           "r-adapter"]
 
 
 def sync(device: torch.device) -> None:

@@ -24,7 +24,8 @@ import torch
 from bench.benchmarking import training_step_fn
 from bench.runner import RunRequest, execute
 
-METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft", "lipsum"]
+METHODS = ["ft", "l2sp", "l1sp", "kd", "kd-teacher", "lora", "ftp", "flyp", "autoft", "lipsum", "spd", "carot",
+           "r-adapter"]
 VARIANTS = {"kd-teacher": ("kd", {"teacher_cache": 0})}  # label -> (method, run options)
 
 

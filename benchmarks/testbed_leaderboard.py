@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 METHODS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft", "lipsum",
-           "tpgm", "lines", "soup-uniform", "soup-greedy", "modelstock"]
-CONSUMERS = {"tpgm", "lines", "soup-uniform", "soup-greedy", "modelstock"}
+           "tpgm", "lines", "soup-uniform", "soup-greedy", "modelstock", "vrf", "spd", "carot", "r-adapter"]
+CONSUMERS = {"tpgm", "lines", "soup-uniform", "soup-greedy", "modelstock", "vrf"}
 
 
 def ingredients(bench: list[str], out: str, force: bool) -> float:

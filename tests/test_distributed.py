@@ -19,7 +19,7 @@ from conftest import INPUT_RUNS, TINY, run_method
 
 # Every training method, and TPGM for the methods built from finished runs (its radii are learned per rank, alone,
 # on the same batches; soups, Model Stock and LiNeS score candidates through the same sharded prediction).
-DATA_PARALLEL = [m for m in BUILTINS if m not in INPUT_RUNS or m == "tpgm"]
+DATA_PARALLEL = [m for m in BUILTINS if m not in INPUT_RUNS or m in ("tpgm", "vrf")]
 
 BUDGET = ["steps=30", "eval_every=5", "batch_size=32", "warmup=2"]  # 6 checkpoints: room to kill in between
 

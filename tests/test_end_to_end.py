@@ -82,7 +82,7 @@ def test_every_method_produces_a_complete_record(method, store):
     inputs = [r["run_id"] for r in on_disk if r["method"] == "ft" and method != "ft"]
     assert sorted(record["config"].get("inputs", [])) == sorted(inputs)  # a consumer names the runs it started from
     assert ("weights" in record) == (METHODS.get(method).trains)  # a trained model is kept for consumers
-    if method in ("wiseft", "flyp", "ftp", "autoft", "lora"):  # weight-ensemble variants: the "+WE" rows
+    if method in ("wiseft", "flyp", "ftp", "autoft", "lora", "spd", "carot", "r-adapter"):  # weight-ensemble variants: the "+WE" rows
         assert {f"alpha={a:g}" for a in (0, 0.5, 1)} <= set(record["variants"])
     if METHODS.get(method).trains:
         assert record["timing"]["train_steps"] == 6 and record["selection"]["best_step"] in (3, 6)

@@ -52,6 +52,10 @@ def _test_split_by_role(self):
     self.ctx.split("id_test")
 
 
+def _unaugmented_test_split(self):  # the evaluation-preprocessing route VRF's training features take
+    self.ctx.split("sketch", augmented=False)
+
+
 def _metrics_of_a_test_split(self):
     self.ctx.metrics("neon", torch.zeros(300, 10), torch.zeros(300, dtype=torch.long))
 
@@ -82,6 +86,7 @@ ROUTES = {
     "view-data": (_split_through_view_data, BenchError, "no attribute 'data'"),
     "undeclared-ood-val": (_undeclared_ood_val, ProtocolViolation, "'ood_val' is not granted"),
     "test-role": (_test_split_by_role, ProtocolViolation, "unknown split role 'id_test'"),
+    "test-unaugmented": (_unaugmented_test_split, ProtocolViolation, "unknown split role 'sketch'"),
     "test-metrics": (_metrics_of_a_test_split, ProtocolViolation, "unknown split role 'neon'"),
     "test-features": (_features_of_a_test_split, ProtocolViolation, "unknown split role 'sketch'"),
     "cache-folder": (_feature_cache_folder, BenchError, "no attribute 'cache_dir'"),

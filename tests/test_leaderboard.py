@@ -79,7 +79,8 @@ def test_table_values_order_and_missing_seeds(tmp_path):
     not_run = [l for l in lines if "not run" in l]
     assert {l.split("|")[1].strip() for l in not_run} == {"lp", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp",
                                                           "ftp", "autoft", "lipsum", "tpgm", "lines", "soup-uniform",
-                                                          "soup-greedy", "modelstock"}
+                                                          "soup-greedy", "modelstock", "vrf", "spd", "carot",
+                                                          "r-adapter"}
 
 
 def test_different_hyperparameters_are_separate_rows(tmp_path):

@@ -68,7 +68,7 @@ def test_every_builtin_method_and_dataset_file_is_discovered():
 
     assert set(BUILTIN_METHODS) == {"zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp",
                                     "ftp", "autoft", "lipsum", "tpgm", "lines", "soup-uniform", "soup-greedy",
-                                    "modelstock"}
+                                    "modelstock", "vrf", "spd", "carot", "r-adapter"}
     assert set(BUILTIN_DATASETS) == {"tinyshift", "iwildcam", "fmow", "domainnet", "imagenet"}
 
 

@@ -15,7 +15,7 @@ from fixtures import make_fmow, make_iwildcam
 
 TINY_REAL = ["steps=4", "eval_every=2", "batch_size=8", "warmup=1", "eval_batch_size=16"]
 ALL_METHODS = ["zeroshot", "lp", "ft", "lpft", "l2sp", "l1sp", "kd", "lora", "wiseft", "flyp", "ftp", "autoft", "lipsum",
-               "tpgm", "lines", "soup-uniform", "soup-greedy", "modelstock"]
+               "tpgm", "lines", "soup-uniform", "soup-greedy", "modelstock", "vrf", "spd", "carot", "r-adapter"]
 EXTRA = {"autoft": ["trials=2", "inner_steps=1", "ood_val_size=5"], "lp": ["c_steps=3"], "lpft": ["c_steps=3"],
          "tpgm": ["iters=3"], "lipsum": ["texts=8"]}
 
