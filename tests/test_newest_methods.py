@@ -264,6 +264,7 @@ def test_vrf_and_r_adapter_record_what_they_did(store):
     assert vrf["k"] == min(max(1, round(1000 * vrf["failures"] / vrf["train_size"])), vrf["failures"])
     assert vrf["temperature_zs"] > 0 and vrf["temperature_ft"] > 0
     assert set(records["vrf"]["variants"]) == {"final"}  # one model: no weight-space variants
+    assert set(records["vrf"]["data_access"]["train"]) == {"train", "id_val"}  # all it read before the seal
     info = records["r-adapter"]["method_info"]
     assert info["adapters"] % 2 == 0 and info["trainable_params"] % (info["adapters"] // 2) == 0
     # theta_0 of "+WE" is the merge of the initial (zero) EMA adapters: exactly the zero-shot model
