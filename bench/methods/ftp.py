@@ -70,7 +70,26 @@ def adam_updates(params, states, beta1: float, beta2: float, lr: float, eps: flo
     return update
 
 
-class AdamP(torch.optim.Optimizer):
+class GroupwiseOptimizer(torch.optim.Optimizer):
+    """An optimiser whose step is `update_group(group, params)` on each group's tensors that have a gradient."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self.update_group(group, params)
+        return loss
+
+    def update_group(self, group, params) -> None:
+        raise NotImplementedError
+
+
+class AdamP(GroupwiseOptimizer):
     """AdamW with FTP projection. Param groups carry `anchors`: the pretrained tensor, or None to exclude."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, k=1.0, mu=1e-2,
@@ -84,30 +103,20 @@ class AdamP(torch.optim.Optimizer):
                     self.state[p]["anchor"] = anchor.detach().clone()
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def update_group(self, group, params):
         """AdamW moments for all tensors of a group in fused `torch._foreach_*` ops, then the projection per
         tensor; nothing here waits for the device (no Python branch on a tensor's value)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-            states = [self.state[p] for p in params]
-            update = adam_updates(params, states, beta1, beta2, lr, eps, wd)
-            projected = []
-            for p, state, step in zip(params, states, update):
-                if state.get("anchor") is None or not group["project"]:
-                    p.sub_(step)
-                else:
-                    projected.append((p, state, step))
-            if projected:
-                self._project(projected, group)
-        return loss
+        beta1, beta2 = group["betas"]
+        states = [self.state[p] for p in params]
+        update = adam_updates(params, states, beta1, beta2, group["lr"], group["eps"], group["weight_decay"])
+        projected = []
+        for p, state, step in zip(params, states, update):
+            if state.get("anchor") is None or not group["project"]:
+                p.sub_(step)
+            else:
+                projected.append((p, state, step))
+        if projected:
+            self._project(projected, group)
 
     @staticmethod
     def _project(items, group):

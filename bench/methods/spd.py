@@ -27,10 +27,10 @@ import torch
 from bench.config import NON_NEGATIVE, HParam
 from bench.methods import register_method
 from bench.methods.base import ALPHA_GRID, Method
-from bench.methods.ftp import adam_updates
+from bench.methods.ftp import GroupwiseOptimizer, adam_updates
 
 
-class AdamSPD(torch.optim.Optimizer):
+class AdamSPD(GroupwiseOptimizer):
     """Adam + selective projection decay toward each group's `anchors` (one tensor per parameter)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1.0):
@@ -41,27 +41,18 @@ class AdamSPD(torch.optim.Optimizer):
                 self.state[p]["anchor"] = anchor.detach().clone()
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            states = [self.state[p] for p in params]
-            anchors = [st["anchor"] for st in states]
-            before = torch._foreach_sub(params, anchors)  # theta - theta_0, before the step
-            condition = torch.stack([-(p.grad * d).sum() for p, d in zip(params, before)])
-            update = adam_updates(params, states, *group["betas"], group["lr"], group["eps"])
-            torch._foreach_sub_(params, update)  # theta~
-            after = torch._foreach_sub(params, anchors)  # theta~ - theta_0
-            ratios = spd_ratio(torch.stack(torch._foreach_norm(after)), torch.stack(torch._foreach_norm(before)))
-            scale = torch.where(condition < 0, ratios * group["weight_decay"], torch.zeros_like(ratios))
-            torch._foreach_mul_(after, list(scale.unbind()))
-            torch._foreach_sub_(params, after)
-        return loss
+    def update_group(self, group, params):
+        states = [self.state[p] for p in params]
+        anchors = [st["anchor"] for st in states]
+        before = torch._foreach_sub(params, anchors)  # theta - theta_0, before the step
+        condition = torch.stack([-(p.grad * d).sum() for p, d in zip(params, before)])
+        update = adam_updates(params, states, *group["betas"], group["lr"], group["eps"])
+        torch._foreach_sub_(params, update)  # theta~
+        after = torch._foreach_sub(params, anchors)  # theta~ - theta_0
+        ratios = spd_ratio(torch.stack(torch._foreach_norm(after)), torch.stack(torch._foreach_norm(before)))
+        scale = torch.where(condition < 0, ratios * group["weight_decay"], torch.zeros_like(ratios))
+        torch._foreach_mul_(after, list(scale.unbind()))
+        torch._foreach_sub_(params, after)
 
 
 def spd_ratio(new_norm: torch.Tensor, old_norm: torch.Tensor) -> torch.Tensor:
