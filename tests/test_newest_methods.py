@@ -271,3 +271,18 @@ def test_vrf_and_r_adapter_record_what_they_did(store):
     start = records["r-adapter"]["variants"]["alpha=0"]["summary"]
     zeroshot = records["zeroshot"]["variants"]["final"]["summary"]
     assert start["id"] == pytest.approx(zeroshot["id"]) and start["ood_avg"] == pytest.approx(zeroshot["ood_avg"])
+
+
+@pytest.mark.parametrize("method", ["carot", "r-adapter"])
+def test_an_interrupted_ema_method_resumes_to_the_uninterrupted_numbers(tmp_path, method):
+    """CaRot's teacher (its train_state) and R-Adapter's EMA adapters and DropPath draws survive a resume."""
+    from bench.runner import RunRequest, execute
+    from conftest import TINY
+
+    request = RunRequest(method=method, out=tmp_path / "a", settings=list(TINY) + ["ema_every=2"] * (method == "carot"))
+    with pytest.raises(KeyboardInterrupt):
+        execute(request, stop_after=3)
+    resumed, status = execute(request)
+    assert status == "done" and resumed["timing"]["resumed_from_step"] == 3
+    fresh, _ = execute(RunRequest(method=method, out=tmp_path / "b", settings=request.settings))
+    assert resumed["metrics"] == fresh["metrics"] and resumed["history"] == fresh["history"]
