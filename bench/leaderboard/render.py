@@ -200,7 +200,7 @@ def render(sections: list[Section], protocols: dict, n_runs: int, incomplete: in
     if step_benchmarks:
         lines += ["## Per-step cost (pytest-benchmark)", "",
                   "One training step (loss, backward, clipping where the method clips, optimiser step) of each method "
-                  "on the testbed model at batch 64, from `python -m pytest benchmarks/bench_steps.py "
+                  "on the testbed model at batch 64, from `python -m pytest -o addopts= benchmarks/bench_steps.py "
                   "--benchmark-only --benchmark-json runs/benchmarks/steps-cpu.json`; ratios are to FT in the same "
                   "file. WiSE-FT's training step is FT's own, so the gap between those two rows shows the measurement "
                   "noise of the machine.", "", step_benchmark_table(step_benchmarks, Roles.declared().reference), ""]
