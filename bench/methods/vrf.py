@@ -21,6 +21,10 @@ recursive interpolation between 0.1 and 10 widened by x1.1; here bisection on th
 same tolerance. k is clamped to [1, |failure set|] (faiss would return padding beyond the bank). Where the
 fine-tune fixes no zero-shot error on the training set (the official code would fail: faiss with k = 0), every
 distance is infinite, so w = 0 and VRF is the calibrated zero-shot model; the record says so (failures 0).
+On splits scored on a subset of the classes (ImageNet-R and -A: 200 of 1,000) the official code takes each model's
+softmax over the subset before mixing; here each softmax is over every class and the engine restricts the mixture
+(the model does not know which split it scores), which can rank the subset's classes differently where the two
+models put different mass outside it; on splits with the whole label space the two agree.
 """
 from __future__ import annotations
 
