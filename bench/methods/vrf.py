@@ -21,8 +21,9 @@ recursive interpolation between 0.1 and 10 widened by x1.1; here bisection on th
 same tolerance. k is clamped to [1, |failure set|] (faiss would return padding beyond the bank). Where the
 fine-tune fixes no zero-shot error on the training set (the official code would fail: faiss with k = 0), every
 distance is infinite, so w = 0 and VRF is the calibrated zero-shot model; the record says so (failures 0).
-On splits scored on a subset of the classes (ImageNet-R and -A: 200 of 1,000) the official code takes each model's
-softmax over the subset before mixing; here each softmax is over every class and the engine restricts the mixture
+On splits scored on other columns (ImageNet-R and -A: 200 of the 1,000 classes; ObjectNet: the max over each of
+its classes' ImageNet classes) the official code projects each model's logits first and takes its softmax over
+the projected columns before mixing; here each softmax is over every class and the engine projects the mixture
 (the model does not know which split it scores), which can rank the subset's classes differently where the two
 models put different mass outside it; on splits with the whole label space the two agree.
 """
