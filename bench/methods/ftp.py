@@ -71,7 +71,8 @@ def adam_updates(params, states, beta1: float, beta2: float, lr: float, eps: flo
 
 
 class GroupwiseOptimizer(torch.optim.Optimizer):
-    """An optimiser whose step is `update_group(group, params)` on each group's tensors that have a gradient."""
+    """An optimiser whose step is `update_group(group, params)` on each group's tensors that have a gradient;
+    a subclass defines `update_group`."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -84,9 +85,6 @@ class GroupwiseOptimizer(torch.optim.Optimizer):
             if params:
                 self.update_group(group, params)
         return loss
-
-    def update_group(self, group, params) -> None:
-        raise NotImplementedError
 
 
 class AdamP(GroupwiseOptimizer):
