@@ -122,7 +122,7 @@ class CaRot(FLYP):
             with torch.no_grad():
                 t_image = F.normalize(teacher.encode_image(images), dim=-1)
                 t_text = F.normalize(teacher.encode_text(captions), dim=-1)
-                _, t_per_image, t_per_text = clip_terms(t_image, t_text, teacher.logit_scale.exp())
+                t_per_image, t_per_text, _, _ = global_logits(t_image, t_text, teacher.logit_scale.exp())
             loss = loss + hp["distil"] * self_distillation((per_image, per_text), (t_per_image, t_per_text))
         return loss
 
