@@ -112,6 +112,14 @@ class CLIPClassifier(nn.Module):
         return self.image_features(images) @ self._head.T
 
 
+def clip_classifier(ctx) -> CLIPClassifier:
+    """A float copy of the run's pretrained CLIP with the dataset's class prompts (FLYP's, CaRot's, R-Adapter's start)."""
+    import copy
+
+    tokens = class_prompt_tokens(ctx.tokenizer, ctx.classnames, ctx.templates)
+    return CLIPClassifier(copy.deepcopy(ctx.clip).float(), tokens).to(ctx.device)
+
+
 def sample_captions(class_tokens: torch.Tensor, labels: torch.Tensor, seed: int, step: int) -> torch.Tensor:
     """One random template per image, drawn from (seed, step) so that a resumed run draws the same captions; under
     torchrun the draw is for the global batch and each rank takes its slice (the captions one process would use)."""
@@ -137,11 +145,7 @@ class FLYP(Method):
     }
 
     def build(self):
-        ctx = self.ctx
-        import copy
-
-        tokens = class_prompt_tokens(ctx.tokenizer, ctx.classnames, ctx.templates)
-        return CLIPClassifier(copy.deepcopy(ctx.clip).float(), tokens).to(ctx.device)
+        return clip_classifier(self.ctx)
 
     def loss(self, model, images, labels):
         captions = sample_captions(model.class_tokens, labels, self.ctx.seed, self.step)

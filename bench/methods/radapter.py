@@ -40,7 +40,7 @@ from bench.config import FRACTION, NON_NEGATIVE, POSITIVE, HParam, Range, seed_h
 from bench.errors import BenchError
 from bench.methods import register_method
 from bench.methods.base import ALPHA_GRID, Method
-from bench.methods.flyp import CLIPClassifier, class_prompt_tokens, global_logits, sample_captions
+from bench.methods.flyp import clip_classifier, global_logits, sample_captions
 
 OFFICIAL_LR = {"imagenet": 5e-4}
 
@@ -152,9 +152,8 @@ class RAdapter(Method):
     }
 
     def build(self):
-        ctx, hp = self.ctx, self.hp
-        tokens = class_prompt_tokens(ctx.tokenizer, ctx.classnames, ctx.templates)
-        model = CLIPClassifier(copy.deepcopy(ctx.clip).float(), tokens).to(ctx.device)
+        hp = self.hp
+        model = clip_classifier(self.ctx)
         self._adapters = add_adapters(model.clip, hp["drop_path"], hp["eval_scale"])
         if not self._adapters:
             raise BenchError("R-Adapter found no residual attention blocks to adapt in this CLIP model")

@@ -129,7 +129,7 @@ class VRF(FromFinishedRuns):
                 "forward_images": 2 * (sizes.get("train", 0) + sizes.get("id_val", 0))}
 
     def build(self):
-        from bench.engine.evaluation import predict
+        from bench.engine.evaluation import predict, predict_many
 
         ctx, hp = self.ctx, self.hp
         batch = ctx.protocol.eval_batch_size
@@ -147,8 +147,8 @@ class VRF(FromFinishedRuns):
         count = int(failures.sum())  # 0: no bank, every weight 0 (see the module's docstring)
         k = min(max(1, round(hp["k_per_1000"] * count / len(labels))), count)
         val = ctx.split("id_val")
-        zs_val, _ = predict(zeroshot, val, batch, ctx.device, ctx.autocast_dtype, ctx.num_workers)
-        ft_val, val_labels = predict(finetuned, val, batch, ctx.device, ctx.autocast_dtype, ctx.num_workers)
+        (zs_val, ft_val), val_labels = predict_many([zeroshot, finetuned], val, batch, ctx.device, ctx.autocast_dtype,
+                                                    ctx.num_workers)  # ID val decoded once for both
         t_zs, t_ft = fit_temperature(zs_val, val_labels), fit_temperature(ft_val, val_labels)
         bank = F.normalize(ft_features[failures], dim=-1).to(ctx.device)
         self._info = {"input": ctx.inputs[0]["run_id"], "failures": count, "train_size": len(labels), "k": k,
